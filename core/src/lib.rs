@@ -1,0 +1,16 @@
+/*!
+craftlb-core: what the Ansible modules and the Lambda share.
+
+- [`aws`]: client configuration (region, profile, keys, endpoint), retry and
+  timeout policy — decided here only.
+- [`error`]: the error type, carrying operation, AWS code and request id.
+- [`paginate`]: marker-following pagination with loop protection.
+- [`healthcheck`]: Route 53 health checks — model, pure plan, API calls.
+*/
+
+pub mod aws;
+pub mod error;
+pub mod healthcheck;
+pub mod paginate;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,12 @@
+/*!
+craftlb-modules: Ansible modules as small static binaries.
+
+[`protocol`] is the Ansible side (arguments, check mode, diff, no_log, one
+JSON object out); [`aws`] the connection parameters every AWS module shares;
+each other module file holds one module's spec, its validation and its run
+function. The binaries in `src/bin/` are one call each.
+*/
+
+pub mod aws;
+pub mod protocol;
+pub mod route53_healthcheck;

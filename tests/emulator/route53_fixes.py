@@ -1,0 +1,136 @@
+"""Route 53 behaviour moto 5.2.5 gets wrong, patched to what AWS does.
+
+Imported for its side effects by server.py. Each patch names the AWS
+behaviour it restores.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from moto.core.common_models import BaseModel  # noqa: F401  (keeps moto's import order)
+from moto.route53 import models as r53_models
+from moto.route53 import responses as r53_responses
+from moto.route53.exceptions import NoSuchHealthCheck, Route53ClientError
+from moto.core.responses import ActionResult
+
+_LOCK = threading.Lock()
+# CallerReference -> (health check id, settings it was created with). AWS keeps
+# references of deleted checks too (for "a number of days"); so do we.
+_CALLER_REFS: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+class HealthCheckAlreadyExists(Route53ClientError):
+    code = "HealthCheckAlreadyExists"
+
+
+class HealthCheckVersionMismatch(Route53ClientError):
+    code = "HealthCheckVersionMismatch"
+
+
+def _settings(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if v not in (None, [], {})}
+
+
+_orig_create = r53_models.Route53Backend.create_health_check
+
+
+def create_health_check(self: Any, caller_reference: str, health_check_args: dict[str, Any]) -> Any:
+    # AWS: same CallerReference + same settings returns the existing check;
+    # same reference with other settings, or of a deleted check, is
+    # HealthCheckAlreadyExists. moto creates a new check every time.
+    with _LOCK:
+        known = _CALLER_REFS.get(caller_reference)
+        if known is not None:
+            hc_id, settings = known
+            existing = self.health_checks.get(hc_id)
+            if existing is not None and settings == _settings(health_check_args):
+                return existing
+            raise HealthCheckAlreadyExists(
+                "A health check with this CallerReference already exists or was deleted recently"
+            )
+        hc = _orig_create(self, caller_reference, health_check_args)
+        _CALLER_REFS[caller_reference] = (hc.id, _settings(health_check_args))
+        return hc
+
+
+_orig_update = r53_models.Route53Backend.update_health_check
+
+
+def update_health_check(self: Any, health_check_id: str, health_check_args: dict[str, Any]) -> Any:
+    # AWS increments HealthCheckVersion on every update; moto keeps 1.
+    hc = _orig_update(self, health_check_id, health_check_args)
+    hc.health_check_version += 1
+    return hc
+
+
+def delete_health_check(self: Any, health_check_id: str) -> None:
+    # AWS answers NoSuchHealthCheck for an unknown id; moto succeeds silently.
+    if health_check_id not in self.health_checks:
+        raise NoSuchHealthCheck(health_check_id)
+    del self.health_checks[health_check_id]
+
+
+def update_health_check_response(self: Any) -> Any:
+    # AWS rejects an update whose HealthCheckVersion is not the current one
+    # (optimistic locking); moto ignores the field.
+    version = self._get_param("HealthCheckVersion")
+    hc_id = self._get_param("HealthCheckId")
+    hc = self.backend.health_checks.get(hc_id)
+    if version is not None and hc is not None and int(version) != hc.health_check_version:
+        raise HealthCheckVersionMismatch(
+            f"HealthCheckVersion {version} is not the current version {hc.health_check_version}"
+        )
+    return _orig_update_response(self)
+
+
+_orig_update_response = r53_responses.Route53.update_health_check
+
+
+def list_health_checks(self: Any) -> ActionResult:
+    # AWS pages by MaxItems (default 100, at most 1000) with Marker/NextMarker;
+    # moto returns every check in one page and ignores both.
+    checks = sorted(self.backend.list_health_checks(), key=lambda h: h.id)
+    marker = self._get_param("Marker")
+    max_items = int(self._get_param("MaxItems") or 100)
+    max_items = max(1, min(max_items, 1000))
+    start = 0
+    if marker:
+        start = next((i for i, h in enumerate(checks) if h.id == marker), len(checks))
+    page = checks[start:start + max_items]
+    truncated = start + max_items < len(checks)
+    result: dict[str, Any] = {
+        "HealthChecks": page,
+        "Marker": marker or "",
+        "MaxItems": str(max_items),
+        "IsTruncated": truncated,
+    }
+    if truncated:
+        result["NextMarker"] = checks[start + max_items].id
+    return ActionResult(result)
+
+
+def dump_health_checks() -> list[dict[str, Any]]:
+    """Every health check in every account, with tags, for test assertions."""
+    out = []
+    for account_id, by_partition in r53_models.route53_backends.items():
+        for backend in by_partition.values():
+            for hc in backend.health_checks.values():
+                tags = backend.list_tags_for_resource(hc.id) or {}
+                out.append({
+                    "account_id": account_id,
+                    "id": hc.id,
+                    "caller_reference": hc.caller_reference,
+                    "version": hc.health_check_version,
+                    "config": {k: v for k, v in hc.health_check_config.items() if v is not None},
+                    "tags": dict(tags),
+                })
+    return out
+
+
+r53_models.Route53Backend.create_health_check = create_health_check
+r53_models.Route53Backend.update_health_check = update_health_check
+r53_models.Route53Backend.delete_health_check = delete_health_check
+r53_responses.Route53.update_health_check = update_health_check_response
+r53_responses.Route53.list_health_checks = list_health_checks

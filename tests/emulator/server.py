@@ -1,0 +1,167 @@
+"""craftlb's AWS emulator: a pinned moto server plus what moto lacks.
+
+Run: python tests/emulator/server.py [--host 127.0.0.1] [--port 0] [--port-file F]
+Prints "craftlb-emulator listening on http://HOST:PORT" once ready, then
+serves until SIGTERM/SIGINT.
+
+Additions over stock moto (each marked where it is implemented):
+- a request log of every AWS call (service, operation, HTTP status, fault),
+- fault injection (throttling, 5xx, added latency) by rate, per service and
+  operation, with a seeded RNG so failing runs can be replayed,
+- Route 53 fixes: CallerReference idempotency, ListHealthChecks pagination,
+  health-check versions, NoSuchHealthCheck on delete.
+
+Control API (plain HTTP, JSON), under /_craftlb/:
+  GET    /_craftlb/health                  -> {"ok": true}
+  GET    /_craftlb/requests                -> [{"service", "operation", "status", "fault"}...]
+  DELETE /_craftlb/requests                -> clears the log
+  PUT    /_craftlb/faults   {"seed": 1, "rules": [{"service": "route53", "operation": "*",
+                             "throttle": 0.3, "error": 0.1, "latency_ms": 0}]}
+  DELETE /_craftlb/faults                  -> no faults
+  GET    /_craftlb/route53/healthchecks    -> every health check with its tags
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from moto.core import responses as moto_responses
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import route53_fixes  # noqa: E402  (patches moto's Route 53 on import)
+from faults import FaultInjector  # noqa: E402
+
+
+class State:
+    """Everything the control API reads and writes, behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.faults = FaultInjector()
+
+    def log(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.requests.append(entry)
+
+
+STATE = State()
+
+
+def _install_call_hook() -> None:
+    """Wrap moto's per-request dispatch: it is the one place where the
+    service and operation name are both known, for every protocol."""
+    original = moto_responses.BaseResponse.call_action
+
+    def call_action(self: Any) -> Any:
+        service = self.boto3_service_name
+        try:
+            operation = self._get_action()
+        except Exception:  # noqa: BLE001 - unknown operation: moto answers itself
+            operation = "?"
+        fault = STATE.faults.decide(service, operation)
+        if fault and fault.latency_ms:
+            time.sleep(fault.latency_ms / 1000.0)
+        if fault and fault.kind:
+            status, headers, body = fault.response(service)
+            STATE.log({"service": service, "operation": operation, "status": status, "fault": fault.kind})
+            return status, headers, body
+        status, headers, body = original(self)
+        STATE.log({"service": service, "operation": operation, "status": int(status), "fault": None})
+        return status, headers, body
+
+    moto_responses.BaseResponse.call_action = call_action
+
+
+class App:
+    """WSGI front: the control API, else moto."""
+
+    def __init__(self) -> None:
+        self.moto = DomainDispatcherApplication(create_backend_app)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_craftlb/"):
+            return self.control(Request(environ))(environ, start_response)
+        return self.moto(environ, start_response)
+
+    def control(self, req: Request) -> Response:
+        def reply(obj: Any, status: int = 200) -> Response:
+            return Response(json.dumps(obj), status=status, mimetype="application/json")
+
+        route = (req.method, req.path)
+        if route == ("GET", "/_craftlb/health"):
+            return reply({"ok": True})
+        if route == ("GET", "/_craftlb/requests"):
+            with STATE.lock:
+                return reply(list(STATE.requests))
+        if route == ("DELETE", "/_craftlb/requests"):
+            with STATE.lock:
+                STATE.requests.clear()
+            return reply({"ok": True})
+        if route in (("PUT", "/_craftlb/faults"), ("POST", "/_craftlb/faults")):
+            try:
+                STATE.faults.configure(json.loads(req.get_data(as_text=True) or "{}"))
+            except (ValueError, TypeError, KeyError) as e:
+                return reply({"error": f"bad fault configuration: {e}"}, 400)
+            return reply({"ok": True})
+        if route == ("DELETE", "/_craftlb/faults"):
+            STATE.faults.configure({})
+            return reply({"ok": True})
+        if route == ("GET", "/_craftlb/route53/healthchecks"):
+            return reply(route53_fixes.dump_health_checks())
+        return reply({"error": f"no such control endpoint: {req.method} {req.path}"}, 404)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file", help="write the chosen port here once listening")
+    args = ap.parse_args()
+
+    # moto reads these at request time; fixed dummy values, never real keys.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+
+    _install_call_hook()
+    server = make_server(args.host, args.port, App(), threaded=True, request_handler=MotoRequestHandler)
+    host, port = server.server_address[:2]
+
+    def stop(_sig: int, _frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.port_file:
+        tmp = f"{args.port_file}.{uuid.uuid4().hex}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(str(port))
+        os.replace(tmp, args.port_file)
+    print(f"craftlb-emulator listening on http://{host}:{port}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    random.seed()
+    sys.exit(main())
