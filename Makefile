@@ -1,0 +1,53 @@
+# craftlb: every entry point. `make demo` and `make test` work on a fresh
+# machine: both run setup first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+.PHONY: help setup build lint test unit integration demo bench emulator lock clean
+
+help:
+	@echo "make demo        create, list and remove health checks on the embedded AWS emulator"
+	@echo "make test        setup, build, lint, unit and integration tests"
+	@echo "make build       static module binaries + sidecar docs into library/"
+	@echo "make bench       module benchmarks (figures, not assertions)"
+	@echo "make emulator    run the AWS emulator in the foreground"
+	@echo "make setup       install Debian packages, the Rust target, the Python venv"
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@scripts/build.sh
+
+lint: build
+	cargo fmt --all -- --check
+	scripts/cargo.sh clippy --all-targets -- -D warnings
+	.venv/bin/ansible-lint --profile production --offline -q tests/integration playbooks
+
+unit: build
+	scripts/cargo.sh test --lib --bins
+
+integration: build
+	scripts/cargo.sh test --test '*'
+
+test: setup build lint
+	scripts/cargo.sh test
+
+demo: build
+	@scripts/demo.sh
+
+bench: build
+	@scripts/bench.sh
+
+emulator: setup
+	.venv/bin/python tests/emulator/server.py --port $${PORT:-5000}
+
+lock:
+	.venv/bin/pip freeze --all | grep -v -E '^(pip|setuptools)==' | \
+	  { echo '# Full pinned closure of requirements.txt (pip freeze); setup installs this.'; \
+	    echo '# Regenerate: make lock'; cat; } > requirements.lock
+
+clean:
+	rm -rf library .stamps
+	cargo clean

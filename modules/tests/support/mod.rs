@@ -1,0 +1,136 @@
+//! Test bed shared by the integration tests: the AWS emulator on a free
+//! loopback port, and ansible-playbook wired to the binaries under test.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn venv_bin(tool: &str) -> PathBuf {
+    let p = repo_root().join(".venv/bin").join(tool);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make setup` (the tests need the pinned Python venv)",
+        p.display()
+    );
+    p
+}
+
+/// A running emulator (moto + craftlb's extension); stopped on drop.
+pub struct Emulator {
+    child: Child,
+    pub url: String,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let mut child = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/emulator/server.py"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the emulator: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("emulator stdout not captured"));
+        let mut line = String::new();
+        let n = BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("cannot read the emulator's banner: {e}"));
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| n > 0 && u.starts_with("http://"))
+            .map(str::to_owned);
+        match url {
+            Some(url) => Emulator { child, url },
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the emulator did not start (banner: {line:?})");
+            }
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A library directory holding the module binaries this test build made,
+/// with their sidecar docs, so Ansible runs exactly what is under test.
+pub fn library() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let modules = [(
+        "route53_healthcheck",
+        env!("CARGO_BIN_EXE_route53_healthcheck"),
+    )];
+    for (name, bin) in modules {
+        std::os::unix::fs::symlink(bin, dir.path().join(name))
+            .unwrap_or_else(|e| panic!("symlink {name}: {e}"));
+        let doc = repo_root().join("modules/docs").join(format!("{name}.yml"));
+        std::fs::copy(&doc, dir.path().join(format!("{name}.yml")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", doc.display()));
+    }
+    dir
+}
+
+/// Environment for Ansible and the modules: dummy credentials only.
+fn ansible_command(tool: &str, library: &Path) -> Command {
+    let mut cmd = Command::new(venv_bin(tool));
+    cmd.current_dir(repo_root())
+        .env("ANSIBLE_CONFIG", repo_root().join("ansible.cfg"))
+        .env("ANSIBLE_LIBRARY", library)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_LOCAL_TEMP", library.join(".ansible-tmp"))
+        .env("ANSIBLE_REMOTE_TEMP", library.join(".ansible-remote"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL");
+    cmd
+}
+
+pub fn run_playbook(playbook: &str, emulator: &Emulator, library: &Path) -> Output {
+    ansible_command("ansible-playbook", library)
+        .arg(playbook)
+        .arg("-e")
+        .arg(format!("emulator_url={}", emulator.url))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ansible-playbook: {e}"))
+}
+
+pub fn ansible_doc(module: &str, library: &Path) -> Output {
+    ansible_command("ansible-doc", library)
+        .args(["-M"])
+        .arg(library)
+        .arg(module)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ansible-doc: {e}"))
+}
+
+pub fn assert_success(what: &str, out: &Output) {
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
