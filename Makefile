@@ -23,7 +23,7 @@ build: setup
 lint: build
 	cargo fmt --all -- --check
 	scripts/cargo.sh clippy --all-targets -- -D warnings
-	.venv/bin/ansible-lint --profile production --offline -q tests/integration playbooks
+	.venv/bin/ansible-lint --profile production --offline -q playbooks tests/integration
 
 unit: build
 	scripts/cargo.sh test --lib --bins

@@ -69,7 +69,7 @@ pub struct Error {
     kind: ErrorKind,
     /// "create health check 'web-1'"
     action: String,
-    aws: Option<AwsErrorInfo>,
+    aws: Option<Box<AwsErrorInfo>>,
     detail: String,
 }
 
@@ -92,7 +92,7 @@ impl Error {
     }
 
     pub fn aws(&self) -> Option<&AwsErrorInfo> {
-        self.aws.as_ref()
+        self.aws.as_deref()
     }
 
     /// The AWS error code, if AWS answered with one.
@@ -129,14 +129,14 @@ impl Error {
         Error {
             kind,
             action: action.into(),
-            aws: Some(AwsErrorInfo {
+            aws: Some(Box::new(AwsErrorInfo {
                 service,
                 operation,
                 code,
                 message,
                 request_id,
                 http_status,
-            }),
+            })),
             detail,
         }
     }

@@ -464,8 +464,8 @@ pub fn coerce_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(x) if x == 1.0 => Some(true),
-            Some(x) if x == 0.0 => Some(false),
+            Some(1.0) => Some(true),
+            Some(0.0) => Some(false),
             _ => None,
         },
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
@@ -741,10 +741,8 @@ where
         Ok(Ok(Ok(resp))) => {
             let mut out = resp.data;
             out.insert("changed".into(), Value::Bool(resp.changed));
-            if flags.diff {
-                if let Some((before, after)) = resp.diff {
-                    out.insert("diff".into(), json!({"before": before, "after": after}));
-                }
+            if let (true, Some((before, after))) = (flags.diff, resp.diff) {
+                out.insert("diff".into(), json!({"before": before, "after": after}));
             }
             if !resp.warnings.is_empty() {
                 out.insert("warnings".into(), Value::from(resp.warnings));
@@ -1063,18 +1061,16 @@ mod tests {
         assert!(!e.contains("s3cret") && e.contains(NO_LOG_MASK), "{e}");
     }
 
-    fn run_ok(ctx: Ctx) -> impl Future<Output = Result<Response, Failure>> {
-        async move {
-            let mut data = Map::new();
-            data.insert("echo".into(), json!(ctx.params.str("secret")));
-            data.insert("check".into(), json!(ctx.check_mode));
-            Ok(Response {
-                changed: true,
-                data,
-                diff: Some((json!({"a": 1}), json!({"a": 2}))),
-                warnings: vec![],
-            })
-        }
+    async fn run_ok(ctx: Ctx) -> Result<Response, Failure> {
+        let mut data = Map::new();
+        data.insert("echo".into(), json!(ctx.params.str("secret")));
+        data.insert("check".into(), json!(ctx.check_mode));
+        Ok(Response {
+            changed: true,
+            data,
+            diff: Some((json!({"a": 1}), json!({"a": 2}))),
+            warnings: vec![],
+        })
     }
 
     #[test]

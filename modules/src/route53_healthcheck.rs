@@ -171,12 +171,10 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             .transpose()
     };
     let port = int("port")?;
-    if let Some(port) = port {
-        if !(1..=65535).contains(&port) {
-            return Err(Failure::msg(format!(
-                "parameter 'port' must be 1-65535, got {port}"
-            )));
-        }
+    if let Some(port) = port.filter(|p| !(1..=65535).contains(p)) {
+        return Err(Failure::msg(format!(
+            "parameter 'port' must be 1-65535, got {port}"
+        )));
     }
     let calculated = kind == "CALCULATED";
     let desired = Config {
@@ -288,10 +286,8 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     let mut desired = t.desired.clone();
     if let Identity::Id(_) = t.identity {
         // By id, the type need not be repeated; never "change" it to empty.
-        if desired.kind.is_empty() {
-            if let Some((c, _)) = &current {
-                desired.kind = c.config.kind.clone();
-            }
+        if let (true, Some((c, _))) = (desired.kind.is_empty(), &current) {
+            desired.kind = c.config.kind.clone();
         }
     }
     let step = plan(&desired, current.as_ref().map(|(c, _)| c));
