@@ -362,6 +362,7 @@ pub fn plan_tags(
 #[derive(Debug, Clone)]
 pub struct HealthChecks {
     client: Client,
+    page_size: i32,
 }
 
 fn sdk_err<E>(
@@ -383,7 +384,16 @@ where
 
 impl HealthChecks {
     pub fn new(client: Client) -> HealthChecks {
-        HealthChecks { client }
+        HealthChecks {
+            client,
+            page_size: PAGE_SIZE,
+        }
+    }
+
+    /// Smaller pages, so tests can exercise pagination with a few checks.
+    pub fn with_page_size(mut self, page_size: i32) -> HealthChecks {
+        self.page_size = page_size.clamp(1, PAGE_SIZE);
+        self
     }
 
     pub async fn list_all(&self) -> Result<Vec<Current>> {
@@ -392,7 +402,7 @@ impl HealthChecks {
                 .client
                 .list_health_checks()
                 .set_marker(marker)
-                .max_items(PAGE_SIZE)
+                .max_items(self.page_size)
                 .send()
                 .await
                 .map_err(sdk_err("ListHealthChecks", "list health checks"))?;

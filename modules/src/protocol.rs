@@ -1030,6 +1030,38 @@ mod tests {
     }
 
     #[test]
+    fn required_if_any_needs_one_of_the_list() {
+        static ANY: Spec = Spec {
+            params: &[Param::str("state"), Param::str("ip"), Param::str("fqdn")],
+            required_if: &[RequiredIf {
+                param: "state",
+                value: "present",
+                requires: &["ip", "fqdn"],
+                any: true,
+            }],
+            ..Spec::EMPTY
+        };
+        let m = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let e = validate(&ANY, m(json!({"state": "present"})))
+            .err()
+            .map(|e| e.0);
+        assert_eq!(
+            e.as_deref(),
+            Some("state is present but any of the following are missing: ip, fqdn")
+        );
+        assert!(validate(&ANY, m(json!({"state": "present", "fqdn": "x"}))).is_ok());
+        assert!(validate(&ANY, m(json!({"state": "absent"}))).is_ok());
+    }
+
+    #[test]
+    fn path_expands_home_only_at_the_start() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(expand_home("~/x"), format!("{home}/x"));
+        assert_eq!(expand_home("/a/~/x"), "/a/~/x");
+        assert_eq!(expand_home("~user/x"), "~user/x");
+    }
+
+    #[test]
     fn internal_keys_are_split_off() {
         let raw = json!({"_ansible_check_mode": true, "_ansible_diff": "yes",
                          "_ansible_no_log": false, "_ansible_whatever": 1, "a": "x"});

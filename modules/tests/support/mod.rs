@@ -134,3 +134,23 @@ pub fn assert_success(what: &str, out: &Output) {
         );
     }
 }
+
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sSf", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl (make setup installs it): {e}"));
+    assert_success("curl", &out);
+    out.stdout
+}
+
+/// The emulator's request log: one JSON object per AWS call.
+pub fn request_log(url: &str) -> Vec<serde_json::Value> {
+    let body = curl(&[&format!("{url}/_craftlb/requests")]);
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("request log is not JSON: {e}"))
+}
+
+pub fn clear_request_log(url: &str) {
+    curl(&["-X", "DELETE", &format!("{url}/_craftlb/requests")]);
+}
