@@ -169,3 +169,124 @@ fn list_all_follows_markers_against_emulator() {
         .count();
     assert_eq!(lists, 3, "7 checks in pages of 3: {log:?}");
 }
+
+fn emulator_client(emulator: &Emulator) -> (tokio::runtime::Runtime, aws_sdk_route53::Client) {
+    use craftlb_core::aws::{AwsParams, sdk_config};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let params = AwsParams {
+        region: Some("us-east-1".into()),
+        access_key: Some("testing".into()),
+        secret_key: Some("testing".into()),
+        endpoint_url: Some(emulator.url.clone()),
+        ..AwsParams::default()
+    };
+    let config = rt
+        .block_on(sdk_config(&params, None))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (rt, aws_sdk_route53::Client::new(&config))
+}
+
+/// Runs the module binary once against the emulator.
+fn run_against(emulator: &Emulator, args: Value) -> Value {
+    let mut args = args;
+    args["endpoint_url"] = Value::from(emulator.url.clone());
+    args["access_key"] = Value::from("testing");
+    args["secret_key"] = Value::from("testing");
+    let (code, json, raw) = run_bare(&args.to_string());
+    assert_eq!(code, 0, "module failed: {raw}");
+    json
+}
+
+fn named_tcp(name: &str, ip: &str) -> Value {
+    serde_json::json!({"health_check_name": name, "use_unique_names": true,
+                       "type": "TCP", "ip_address": ip, "port": 443})
+}
+
+/// A check made by another tool (random caller reference, Name tag) is
+/// adopted, not duplicated.
+#[test]
+fn adopts_checks_created_by_other_tools() {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType, Tag, TagResourceType};
+    let emulator = Emulator::start();
+    let (rt, client) = emulator_client(&emulator);
+    let id = rt.block_on(async {
+        let cfg = HealthCheckConfig::builder()
+            .r#type(HealthCheckType::Tcp)
+            .ip_address("192.0.2.50")
+            .port(443)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = client
+            .create_health_check()
+            .caller_reference("4d1a0f8e-made-by-amazon-aws")
+            .health_check_config(cfg)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = out
+            .health_check()
+            .map(|h| h.id().to_owned())
+            .unwrap_or_default();
+        client
+            .change_tags_for_resource()
+            .resource_type(TagResourceType::Healthcheck)
+            .resource_id(&id)
+            .add_tags(Tag::builder().key("Name").value("legacy").build())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        id
+    });
+    support::clear_request_log(&emulator.url);
+    let out = run_against(&emulator, named_tcp("legacy", "192.0.2.50"));
+    assert_eq!(out["changed"], Value::Bool(false), "{out}");
+    assert_eq!(out["health_check"]["id"], Value::from(id));
+    let log = support::request_log(&emulator.url);
+    assert!(
+        log.iter().any(|e| e["operation"] == "ListTagsForResources"),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|e| e["operation"] == "CreateHealthCheck"),
+        "{log:?}"
+    );
+}
+
+/// A create whose tagging never happened (process killed, response lost)
+/// is recognised by its caller reference on the next run: one check, tagged.
+#[test]
+fn a_half_finished_create_converges_to_one_check() {
+    use craftlb_core::healthcheck::{Config, HealthChecks};
+    let emulator = Emulator::start();
+    let (rt, client) = emulator_client(&emulator);
+    let config = Config {
+        kind: "TCP".into(),
+        ip_address: Some("192.0.2.60".into()),
+        port: Some(443),
+        ..Config::default()
+    }
+    .with_create_defaults();
+    let api = HealthChecks::new(client);
+    let first = rt
+        .block_on(api.create("half", &config, 0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_against(&emulator, named_tcp("half", "192.0.2.60"));
+    assert_eq!(
+        out["health_check"]["id"],
+        Value::from(first.id.clone()),
+        "{out}"
+    );
+    assert_eq!(out["health_check"]["tags"]["Name"], "half");
+    let all = rt
+        .block_on(api.list_all())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.len(), 1, "{all:?}");
+    // The same create sent again returns the same check (AWS semantics).
+    let again = rt
+        .block_on(api.create("half", &config, 0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.id, first.id);
+}
