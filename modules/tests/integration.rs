@@ -123,26 +123,12 @@ fn ansible_doc_renders_sidecar_docs() {
 /// paging: 7 checks in pages of 3 must come back complete, in 3 calls.
 #[test]
 fn list_all_follows_markers_against_emulator() {
-    use craftlb_core::aws::{AwsParams, sdk_config};
     use craftlb_core::healthcheck::{Config, HealthChecks};
 
     let emulator = Emulator::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (rt, client) = emulator_client(&emulator);
+    let api = HealthChecks::new(client).with_page_size(3);
     rt.block_on(async {
-        let params = AwsParams {
-            region: Some("us-east-1".into()),
-            access_key: Some("testing".into()),
-            secret_key: Some("testing".into()),
-            endpoint_url: Some(emulator.url.clone()),
-            ..AwsParams::default()
-        };
-        let config = sdk_config(&params, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let api = HealthChecks::new(aws_sdk_route53::Client::new(&config)).with_page_size(3);
         for i in 0..7 {
             let c = Config {
                 kind: "TCP".into(),
@@ -155,13 +141,16 @@ fn list_all_follows_markers_against_emulator() {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        support::clear_request_log(&emulator.url);
-        let all = api.list_all().await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(all.len(), 7);
-        let mut ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
-        ids.dedup();
-        assert_eq!(ids.len(), 7, "no check listed twice");
     });
+    support::clear_request_log(&emulator.url);
+    let all = rt
+        .block_on(api.list_all())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.len(), 7);
+    let mut ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 7, "no check listed twice");
     let log = support::request_log(&emulator.url);
     let lists = log
         .iter()
