@@ -210,7 +210,7 @@ pub enum Identity {
     Settings(Config),
 }
 
-/// One field that differs, for update calls and for reporting.
+/// What a task must do to a health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     Noop,

@@ -13,7 +13,6 @@ Modules declare a [`Spec`] and an async `run` function; [`run_module`] does
 the rest, including turning a panic into a failure JSON.
 */
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -834,16 +833,16 @@ where
     }
 }
 
-/// Keys of a JSON object, sorted; handy for tests and messages.
-pub fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
 
     static SPEC: Spec = Spec {
         params: &[

@@ -346,13 +346,13 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     };
     apply_tags(&ctx, &api, &result.id, &tag_plan).await?;
     let tags = tag_plan.apply(&tags);
-    let mut described = describe(&result, &tags);
+    let after = describe(&result, &tags);
+    let mut described = after.clone();
     let changed = action.is_some();
     if let (Some(a), Some(obj)) = (action, described.as_object_mut()) {
         obj.insert("action".into(), Value::from(a));
     }
     let mut data = Map::new();
-    let after = describe(&result, &tags);
     data.insert("health_check".into(), described);
     Ok(Response {
         changed,
