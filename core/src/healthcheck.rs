@@ -551,42 +551,43 @@ impl HealthChecks {
     /// remembers that reference from a deleted check, retries once with a
     /// salted one.
     pub async fn create(&self, name: &str, config: &Config, salt_now: u64) -> Result<Current> {
-        let sdk_config = config.to_sdk()?;
         let action = format!("create health check '{}'", display_name(name, config));
-        let mut reference = caller_reference(name, config, None);
-        for attempt in 0..2 {
-            let res = self
-                .client
-                .create_health_check()
-                .caller_reference(&reference)
-                .health_check_config(sdk_config.clone())
-                .send()
-                .await;
-            match res {
-                Ok(out) => {
-                    return out.health_check().map(Current::from_sdk).ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Transient,
-                            action.clone(),
-                            "CreateHealthCheck returned no health check",
-                        )
-                    });
-                }
-                Err(e) => {
-                    let err = sdk_err("CreateHealthCheck", action.clone())(e);
-                    if attempt == 0 && err.code() == Some("HealthCheckAlreadyExists") {
-                        reference = caller_reference(name, config, Some(salt_now));
-                        continue;
-                    }
-                    return Err(err);
-                }
+        match self
+            .create_with_reference(&caller_reference(name, config, None), config, &action)
+            .await
+        {
+            Err(e) if e.code() == Some("HealthCheckAlreadyExists") => {
+                let salted = caller_reference(name, config, Some(salt_now));
+                self.create_with_reference(&salted, config, &action).await
             }
+            other => other,
         }
-        Err(Error::new(
-            ErrorKind::Conflict,
-            action,
-            "caller reference already used",
-        ))
+    }
+
+    /// CreateHealthCheck with the caller's reference: Route 53 returns the
+    /// existing check when the reference and settings match, which makes
+    /// this an idempotent "ensure".
+    pub async fn create_with_reference(
+        &self,
+        reference: &str,
+        config: &Config,
+        action: &str,
+    ) -> Result<Current> {
+        let out = self
+            .client
+            .create_health_check()
+            .caller_reference(reference)
+            .health_check_config(config.to_sdk()?)
+            .send()
+            .await
+            .map_err(sdk_err("CreateHealthCheck", action))?;
+        out.health_check().map(Current::from_sdk).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Transient,
+                action,
+                "CreateHealthCheck returned no health check",
+            )
+        })
     }
 
     pub async fn update(&self, current: &Current, changes: &Config) -> Result<Current> {

@@ -6,11 +6,13 @@ craftlb-core: what the Ansible modules and the Lambda share.
 - [`error`]: the error type, carrying operation, AWS code and request id.
 - [`paginate`]: marker-following pagination with loop protection.
 - [`healthcheck`]: Route 53 health checks — model, pure plan, API calls.
+- [`lifecycle`]: lifecycle hooks → Route 53 decisions (pure).
 */
 
 pub mod aws;
 pub mod error;
 pub mod healthcheck;
+pub mod lifecycle;
 pub mod paginate;
 
 pub use error::{Error, ErrorKind, Result};

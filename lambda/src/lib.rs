@@ -1,6 +1,43 @@
 /*!
 craftlb-lambda: the Route 53 lifecycle handler.
 
-Skeleton until its own issue (#4): the workspace member exists so the
-release profile, the lock file and CI already cover it.
+[`event`] turns whatever arrived into items; [`handler`] decides and acts
+through the [`handler::Aws`] trait; [`aws`] implements that trait over the
+SDK. [`handle`] is what `bootstrap` calls per invocation.
 */
+
+pub mod aws;
+pub mod event;
+pub mod handler;
+
+use serde_json::{Value, json};
+
+use event::Item;
+
+/// Handles one invocation payload; returns one JSON log line per item.
+/// Never fails: malformed input is reported with the raw text, so the
+/// runtime neither crashes nor makes Lambda retry a message that can
+/// never succeed.
+pub async fn handle<A: handler::Aws>(aws: &A, payload: &Value) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for item in event::parse(payload) {
+        lines.push(match item {
+            Item::Lifecycle(msg) => {
+                let report = handler::handle_lifecycle(aws, &msg).await;
+                let level = if report.error.is_some() { "error" } else { "info" };
+                let mut v = serde_json::to_value(&report).unwrap_or_else(|e| json!({"error": e.to_string()}));
+                v["level"] = Value::from(level);
+                v
+            }
+            Item::Test { group } => json!({"level": "info", "action": "test notification acknowledged", "group": group}),
+            Item::Reconcile { group } => json!({
+                "level": "error",
+                "action": "reconcile not handled",
+                "group": group,
+                "error": "reconcile is not implemented in this build",
+            }),
+            Item::Malformed { reason, raw } => json!({"level": "error", "action": "ignored malformed event", "error": reason, "raw": raw}),
+        });
+    }
+    lines
+}

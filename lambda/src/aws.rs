@@ -1,0 +1,443 @@
+/*!
+[`Aws`] over the AWS SDK. Each method is one or two direct calls; nothing
+here lists a whole account (the zone lookup asks per name suffix, the record
+lookup starts at name/type/set identifier with MaxItems 1).
+*/
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
+use craftlb_core::error::{Error, ErrorKind};
+use craftlb_core::healthcheck::{Config, HealthChecks, plan_tags};
+use craftlb_core::lifecycle::{self, Addresses, LifecycleResult};
+
+use crate::event::LifecycleMessage;
+use crate::handler::{Aws, Completion, Record};
+
+/// The tag that puts an Elastic IP into a pool.
+pub const POOL_TAG: &str = "craftlb:pool";
+
+pub struct SdkAws {
+    route53: aws_sdk_route53::Client,
+    health_checks: HealthChecks,
+    autoscaling: aws_sdk_autoscaling::Client,
+    ec2: aws_sdk_ec2::Client,
+    calls: AtomicU64,
+}
+
+impl SdkAws {
+    pub fn new(config: &aws_types::SdkConfig) -> SdkAws {
+        let route53 = aws_sdk_route53::Client::new(config);
+        SdkAws {
+            health_checks: HealthChecks::new(route53.clone()),
+            route53,
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The pool's addresses: (allocation id, public ip, association id, instance id).
+    async fn pool(
+        &self,
+        pool: &str,
+    ) -> Result<Vec<(String, String, Option<String>, Option<String>)>, Error> {
+        self.count();
+        let out = self
+            .ec2
+            .describe_addresses()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{POOL_TAG}"))
+                    .values(pool)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from_sdk(
+                    "EC2",
+                    "DescribeAddresses",
+                    format!("list Elastic IP pool '{pool}'"),
+                    e,
+                )
+            })?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| {
+                Some((
+                    a.allocation_id()?.to_owned(),
+                    a.public_ip()?.to_owned(),
+                    a.association_id().map(str::to_owned),
+                    a.instance_id().map(str::to_owned),
+                ))
+            })
+            .collect())
+    }
+}
+
+impl Aws for SdkAws {
+    async fn group_tags(&self, group: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+        self.count();
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from_sdk(
+                    "Auto Scaling",
+                    "DescribeAutoScalingGroups",
+                    format!("describe group '{group}'"),
+                    e,
+                )
+            })?;
+        Ok(out.auto_scaling_groups().first().map(|g| {
+            g.tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect()
+        }))
+    }
+
+    async fn instance_addresses(&self, instance_id: &str) -> Result<Option<Addresses>, Error> {
+        self.count();
+        let res = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await;
+        let out = match res {
+            Ok(out) => out,
+            Err(e) => {
+                let err = Error::from_sdk(
+                    "EC2",
+                    "DescribeInstances",
+                    format!("describe instance '{instance_id}'"),
+                    e,
+                );
+                // EC2 says InvalidInstanceID.NotFound for an unknown id.
+                if err
+                    .code()
+                    .is_some_and(|c| c.starts_with("InvalidInstanceID"))
+                {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+        };
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance_id))
+            .map(|i| Addresses {
+                public_ip: i.public_ip_address().map(str::to_owned),
+                private_ip: i.private_ip_address().map(str::to_owned),
+            }))
+    }
+
+    async fn find_zone(&self, record: &str) -> Result<Option<String>, Error> {
+        for candidate in lifecycle::zone_candidates(record) {
+            self.count();
+            let out = self
+                .route53
+                .list_hosted_zones_by_name()
+                .dns_name(&candidate)
+                .max_items(1)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::from_sdk(
+                        "Route 53",
+                        "ListHostedZonesByName",
+                        format!("find the hosted zone of '{record}'"),
+                        e,
+                    )
+                })?;
+            let zone = out.hosted_zones().first().filter(|z| {
+                z.name().eq_ignore_ascii_case(&candidate)
+                    && !z.config().is_some_and(|c| c.private_zone())
+            });
+            if let Some(z) = zone {
+                return Ok(Some(z.id().trim_start_matches("/hostedzone/").to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn associate_eip(&self, pool: &str, instance_id: &str) -> Result<String, Error> {
+        let addresses = self.pool(pool).await?;
+        if let Some((_, ip, _, _)) = addresses
+            .iter()
+            .find(|a| a.3.as_deref() == Some(instance_id))
+        {
+            return Ok(ip.clone());
+        }
+        for (alloc, ip, _, _) in addresses.iter().filter(|a| a.2.is_none()) {
+            self.count();
+            // AllowReassociation=false makes the association the lock: two
+            // launches racing for one address cannot both win it.
+            let res = self
+                .ec2
+                .associate_address()
+                .allocation_id(alloc)
+                .instance_id(instance_id)
+                .allow_reassociation(false)
+                .send()
+                .await;
+            match res {
+                Ok(_) => return Ok(ip.clone()),
+                Err(e) => {
+                    let err = Error::from_sdk(
+                        "EC2",
+                        "AssociateAddress",
+                        format!("associate {ip} with '{instance_id}'"),
+                        e,
+                    );
+                    if err.code() != Some("Resource.AlreadyAssociated") {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Rejected,
+            format!("take an Elastic IP from pool '{pool}' for '{instance_id}'"),
+            format!(
+                "no free address in the pool ({} tagged {POOL_TAG}={pool}, all associated)",
+                addresses.len()
+            ),
+        ))
+    }
+
+    async fn release_eip(&self, pool: &str, instance_id: &str) -> Result<bool, Error> {
+        let addresses = self.pool(pool).await?;
+        let Some((_, ip, Some(assoc), _)) = addresses
+            .into_iter()
+            .find(|a| a.3.as_deref() == Some(instance_id))
+        else {
+            return Ok(false);
+        };
+        self.count();
+        self.ec2
+            .disassociate_address()
+            .association_id(&assoc)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from_sdk(
+                    "EC2",
+                    "DisassociateAddress",
+                    format!("release {ip} from '{instance_id}'"),
+                    e,
+                )
+            })?;
+        Ok(true)
+    }
+
+    async fn ensure_health_check(
+        &self,
+        reference: &str,
+        config: &Config,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, Error> {
+        self.count();
+        let action = format!(
+            "create health check for {}",
+            tags.get("craftlb:instance-id")
+                .map(String::as_str)
+                .unwrap_or(reference)
+        );
+        let hc = self
+            .health_checks
+            .create_with_reference(reference, config, &action)
+            .await?;
+        self.count();
+        self.health_checks
+            .change_tags(&hc.id, &plan_tags(&BTreeMap::new(), tags, false))
+            .await?;
+        Ok(hc.id)
+    }
+
+    async fn delete_health_check(&self, id: &str) -> Result<bool, Error> {
+        self.count();
+        self.health_checks.delete(id).await
+    }
+
+    async fn find_record(
+        &self,
+        zone_id: &str,
+        name: &str,
+        set_identifier: &str,
+    ) -> Result<Option<Record>, Error> {
+        self.count();
+        let out = self
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .start_record_name(name)
+            .start_record_type(RrType::A)
+            .start_record_identifier(set_identifier)
+            .max_items(1)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from_sdk(
+                    "Route 53",
+                    "ListResourceRecordSets",
+                    format!("find record {name} ({set_identifier})"),
+                    e,
+                )
+            })?;
+        Ok(out
+            .resource_record_sets()
+            .iter()
+            .find(|r| {
+                r.name().eq_ignore_ascii_case(name)
+                    && *r.r#type() == RrType::A
+                    && r.set_identifier() == Some(set_identifier)
+            })
+            .map(|r| Record {
+                zone_id: zone_id.to_owned(),
+                name: r.name().to_owned(),
+                set_identifier: set_identifier.to_owned(),
+                ip: r
+                    .resource_records()
+                    .first()
+                    .map(|v| v.value().to_owned())
+                    .unwrap_or_default(),
+                ttl: r.ttl().unwrap_or_default(),
+                weight: r.weight().unwrap_or_default(),
+                health_check_id: r.health_check_id().map(str::to_owned),
+            }))
+    }
+
+    async fn upsert_record(&self, record: &Record) -> Result<(), Error> {
+        self.change(ChangeAction::Upsert, record, "ChangeResourceRecordSets")
+            .await
+    }
+
+    async fn delete_record(&self, record: &Record) -> Result<(), Error> {
+        match self
+            .change(ChangeAction::Delete, record, "ChangeResourceRecordSets")
+            .await
+        {
+            // Already gone (a duplicate delivery got there first).
+            Err(e)
+                if e.code() == Some("InvalidChangeBatch")
+                    && e.to_string().contains("not found") =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn complete(
+        &self,
+        msg: &LifecycleMessage,
+        token: &str,
+        result: LifecycleResult,
+    ) -> Result<Completion, Error> {
+        self.count();
+        let res = self
+            .autoscaling
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&msg.auto_scaling_group_name)
+            .lifecycle_hook_name(&msg.lifecycle_hook_name)
+            .instance_id(&msg.ec2_instance_id)
+            .lifecycle_action_token(token)
+            .lifecycle_action_result(result.as_str())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Completion::Done),
+            Err(e) => {
+                let err = Error::from_sdk(
+                    "Auto Scaling",
+                    "CompleteLifecycleAction",
+                    format!("complete the lifecycle action of '{}'", msg.ec2_instance_id),
+                    e,
+                );
+                if err.to_string().contains("No active Lifecycle Action") {
+                    Ok(Completion::NoActiveAction)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl SdkAws {
+    async fn change(
+        &self,
+        action: ChangeAction,
+        r: &Record,
+        op: &'static str,
+    ) -> Result<(), Error> {
+        let what = format!(
+            "{} record {} ({}) -> {}",
+            action.as_str().to_lowercase(),
+            r.name,
+            r.set_identifier,
+            r.ip
+        );
+        let set = ResourceRecordSet::builder()
+            .name(&r.name)
+            .r#type(RrType::A)
+            .set_identifier(&r.set_identifier)
+            .weight(r.weight)
+            .ttl(r.ttl)
+            .resource_records(
+                ResourceRecord::builder()
+                    .value(&r.ip)
+                    .build()
+                    .map_err(|e| Error::new(ErrorKind::Rejected, what.clone(), e.to_string()))?,
+            )
+            .set_health_check_id(r.health_check_id.clone())
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Rejected, what.clone(), e.to_string()))?;
+        let batch = ChangeBatch::builder()
+            .comment(format!("craftlb lifecycle: {}", r.set_identifier))
+            .changes(
+                Change::builder()
+                    .action(action)
+                    .resource_record_set(set)
+                    .build()
+                    .map_err(|e| Error::new(ErrorKind::Rejected, what.clone(), e.to_string()))?,
+            )
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Rejected, what.clone(), e.to_string()))?;
+        self.count();
+        self.route53
+            .change_resource_record_sets()
+            .hosted_zone_id(&r.zone_id)
+            .change_batch(batch)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("Route 53", op, what, e))?;
+        Ok(())
+    }
+}

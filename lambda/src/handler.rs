@@ -1,0 +1,686 @@
+/*!
+The handler: one lifecycle message in, Route 53 changed, lifecycle action
+completed, one report out. Generic over [`Aws`], so the decisions are tested
+with a fake and the wiring against the emulator.
+*/
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use craftlb_core::error::{Error, ErrorKind};
+use craftlb_core::healthcheck::Config;
+use craftlb_core::lifecycle::{
+    self, Addresses, FailureClass, HookMetadata, IpType, LifecycleResult, Permanent, Transition,
+};
+use serde::Serialize;
+
+use crate::event::LifecycleMessage;
+
+/// A weighted A record as craftlb publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub zone_id: String,
+    pub name: String,
+    pub set_identifier: String,
+    pub ip: String,
+    pub ttl: i64,
+    pub weight: i64,
+    pub health_check_id: Option<String>,
+}
+
+/// How CompleteLifecycleAction went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Done,
+    /// "No active Lifecycle Action": expired token, or completed before.
+    NoActiveAction,
+}
+
+/// The AWS calls the handler needs, nothing more.
+#[allow(async_fn_in_trait)]
+pub trait Aws {
+    /// The group's tags; `None` when the group no longer exists.
+    async fn group_tags(&self, group: &str) -> Result<Option<BTreeMap<String, String>>, Error>;
+    /// The instance's addresses; `None` when it no longer exists.
+    async fn instance_addresses(&self, instance_id: &str) -> Result<Option<Addresses>, Error>;
+    /// The public hosted zone holding `record` (longest match).
+    async fn find_zone(&self, record: &str) -> Result<Option<String>, Error>;
+    /// Associates a free address of the pool with the instance, returns it.
+    async fn associate_eip(&self, pool: &str, instance_id: &str) -> Result<String, Error>;
+    /// Returns the instance's pool address to the pool.
+    async fn release_eip(&self, pool: &str, instance_id: &str) -> Result<bool, Error>;
+    /// Creates the check, or returns the one created with this reference.
+    async fn ensure_health_check(
+        &self,
+        reference: &str,
+        config: &Config,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, Error>;
+    async fn delete_health_check(&self, id: &str) -> Result<bool, Error>;
+    /// The record with this set identifier, found directly (no scan).
+    async fn find_record(
+        &self,
+        zone_id: &str,
+        name: &str,
+        set_identifier: &str,
+    ) -> Result<Option<Record>, Error>;
+    async fn upsert_record(&self, record: &Record) -> Result<(), Error>;
+    async fn delete_record(&self, record: &Record) -> Result<(), Error>;
+    async fn complete(
+        &self,
+        msg: &LifecycleMessage,
+        token: &str,
+        result: LifecycleResult,
+    ) -> Result<Completion, Error>;
+    /// AWS calls made so far by this client (for the report).
+    fn calls(&self) -> u64;
+}
+
+/// One JSON log line per event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub instance_id: String,
+    pub group: String,
+    pub transition: String,
+    /// registered / deregistered / skipped / failed
+    pub action: String,
+    pub record: Option<String>,
+    pub ip: Option<String>,
+    pub health_check_id: Option<String>,
+    /// CONTINUE / ABANDON, or none (left to the node or no token).
+    pub lifecycle_result: Option<String>,
+    pub completion: Option<String>,
+    pub error: Option<String>,
+    pub error_class: Option<String>,
+    pub aws_calls: u64,
+    pub latency_ms: u64,
+}
+
+enum Failure {
+    Permanent(String),
+    Aws(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Aws(e)
+    }
+}
+
+impl From<Permanent> for Failure {
+    fn from(p: Permanent) -> Failure {
+        Failure::Permanent(p.0)
+    }
+}
+
+impl Failure {
+    fn class(&self) -> FailureClass {
+        match self {
+            Failure::Permanent(_) => FailureClass::Permanent,
+            Failure::Aws(e) => e.kind().into(),
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            Failure::Permanent(m) => m.clone(),
+            Failure::Aws(e) => e.to_string(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Progress {
+    record: Option<String>,
+    ip: Option<String>,
+    health_check_id: Option<String>,
+}
+
+async fn record_target<A: Aws>(
+    aws: &A,
+    msg: &LifecycleMessage,
+    meta: &HookMetadata,
+) -> Result<(String, String), Failure> {
+    let tags = match &meta.record_name {
+        Some(_) => BTreeMap::new(),
+        None => aws
+            .group_tags(&msg.auto_scaling_group_name)
+            .await?
+            .ok_or_else(|| {
+                Permanent(format!(
+                    "group '{}' does not exist",
+                    msg.auto_scaling_group_name
+                ))
+            })?,
+    };
+    let name = lifecycle::record_name(meta, &tags)?;
+    let zone = match &meta.hosted_zone_id {
+        Some(z) => z.clone(),
+        None => aws
+            .find_zone(&name)
+            .await?
+            .ok_or_else(|| Permanent(format!("no public hosted zone holds '{name}'")))?,
+    };
+    Ok((name, zone))
+}
+
+async fn register<A: Aws>(
+    aws: &A,
+    msg: &LifecycleMessage,
+    meta: &HookMetadata,
+    p: &mut Progress,
+) -> Result<(), Failure> {
+    let (name, zone) = record_target(aws, msg, meta).await?;
+    p.record = Some(name.clone());
+    let instance = &msg.ec2_instance_id;
+    let addrs = aws
+        .instance_addresses(instance)
+        .await?
+        .ok_or_else(|| Permanent(format!("instance '{instance}' does not exist")))?;
+    let ip = match (meta.ip_type, &meta.eip_pool) {
+        (IpType::Eip, Some(pool)) => aws.associate_eip(pool, instance).await?,
+        _ => lifecycle::select_ip(meta.ip_type, &addrs)?,
+    };
+    p.ip = Some(ip.clone());
+    let health_check_id = if meta.health_check.enabled {
+        let tags: BTreeMap<String, String> = [
+            (
+                "Name".to_owned(),
+                format!("{} {instance}", name.trim_end_matches('.')),
+            ),
+            ("craftlb:instance-id".to_owned(), instance.clone()),
+            (
+                "craftlb:group".to_owned(),
+                msg.auto_scaling_group_name.clone(),
+            ),
+        ]
+        .into();
+        let reference = lifecycle::health_check_reference(instance, &name);
+        let config = lifecycle::health_check_config(&ip, &meta.health_check);
+        Some(aws.ensure_health_check(&reference, &config, &tags).await?)
+    } else {
+        None
+    };
+    p.health_check_id = health_check_id.clone();
+    aws.upsert_record(&Record {
+        zone_id: zone,
+        name,
+        set_identifier: instance.clone(),
+        ip,
+        ttl: meta.ttl,
+        weight: meta.weight,
+        health_check_id,
+    })
+    .await?;
+    Ok(())
+}
+
+async fn deregister<A: Aws>(
+    aws: &A,
+    msg: &LifecycleMessage,
+    meta: &HookMetadata,
+    p: &mut Progress,
+) -> Result<(), Failure> {
+    let (name, zone) = record_target(aws, msg, meta).await?;
+    p.record = Some(name.clone());
+    if let Some(rec) = aws.find_record(&zone, &name, &msg.ec2_instance_id).await? {
+        p.ip = Some(rec.ip.clone());
+        // Record first: a health check still referenced by a record cannot
+        // be deleted, and a record without its check must not stay.
+        aws.delete_record(&rec).await?;
+        if let Some(hc) = &rec.health_check_id {
+            p.health_check_id = Some(hc.clone());
+            aws.delete_health_check(hc).await?;
+        }
+    }
+    if let (IpType::Eip, Some(pool)) = (meta.ip_type, &meta.eip_pool) {
+        aws.release_eip(pool, &msg.ec2_instance_id).await?;
+    }
+    Ok(())
+}
+
+/// Handles one lifecycle message. Never fails: every outcome, including
+/// AWS errors, ends in the report (and the failure policy).
+pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report {
+    let started = Instant::now();
+    let calls_before = aws.calls();
+    let mut report = Report {
+        instance_id: msg.ec2_instance_id.clone(),
+        group: msg.auto_scaling_group_name.clone(),
+        transition: msg.lifecycle_transition.clone(),
+        action: "skipped".into(),
+        record: None,
+        ip: None,
+        health_check_id: None,
+        lifecycle_result: None,
+        completion: None,
+        error: None,
+        error_class: None,
+        aws_calls: 0,
+        latency_ms: 0,
+    };
+    let Some(transition) = Transition::parse(&msg.lifecycle_transition) else {
+        report.error = Some(format!(
+            "unknown lifecycle transition '{}'",
+            msg.lifecycle_transition
+        ));
+        report.error_class = Some("permanent".into());
+        return finish(report, aws, calls_before, started);
+    };
+    let mut progress = Progress::default();
+    let (meta, outcome) = match HookMetadata::parse(msg.notification_metadata.as_deref()) {
+        Err(p) => (HookMetadata::default(), Err(Failure::from(p))),
+        Ok(meta) => {
+            let outcome = match transition {
+                Transition::Launching => register(aws, msg, &meta, &mut progress).await,
+                Transition::Terminating => deregister(aws, msg, &meta, &mut progress).await,
+            };
+            (meta, outcome)
+        }
+    };
+    report.record = progress.record;
+    report.ip = progress.ip;
+    report.health_check_id = progress.health_check_id;
+    let class = match &outcome {
+        Ok(()) => {
+            report.action = match transition {
+                Transition::Launching => "registered",
+                Transition::Terminating => "deregistered",
+            }
+            .into();
+            Ok(())
+        }
+        Err(f) => {
+            report.action = "failed".into();
+            report.error = Some(f.message());
+            report.error_class = Some(
+                match f.class() {
+                    FailureClass::Transient => "transient",
+                    FailureClass::Permanent => "permanent",
+                }
+                .into(),
+            );
+            Err(f.class())
+        }
+    };
+    let result = lifecycle::lifecycle_result(transition, class, &meta);
+    report.lifecycle_result = result.map(|r| r.as_str().to_owned());
+    if let (Some(result), Some(token)) = (result, msg.lifecycle_action_token.as_deref()) {
+        report.completion = Some(match aws.complete(msg, token, result).await {
+            Ok(Completion::Done) => "completed".into(),
+            Ok(Completion::NoActiveAction) => {
+                "no active lifecycle action (expired or already completed)".into()
+            }
+            Err(e) => {
+                if report.error.is_none() {
+                    report.error = Some(e.to_string());
+                    report.error_class = Some(
+                        if e.kind() == ErrorKind::NotFound {
+                            "permanent"
+                        } else {
+                            "transient"
+                        }
+                        .into(),
+                    );
+                }
+                "failed".into()
+            }
+        });
+    }
+    finish(report, aws, calls_before, started)
+}
+
+fn finish<A: Aws>(mut report: Report, aws: &A, calls_before: u64, started: Instant) -> Report {
+    report.aws_calls = aws.calls().saturating_sub(calls_before);
+    report.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// In-memory AWS with failure injection per operation.
+    #[derive(Default)]
+    struct Fake {
+        tags: BTreeMap<String, BTreeMap<String, String>>,
+        instances: BTreeMap<String, Addresses>,
+        zones: Vec<(String, String)>,
+        records: RefCell<BTreeMap<(String, String), Record>>,
+        checks: RefCell<BTreeMap<String, (String, Config)>>,
+        deleted_checks: RefCell<Vec<String>>,
+        completed: RefCell<Vec<(String, LifecycleResult)>>,
+        fail: RefCell<BTreeMap<&'static str, ErrorKind>>,
+        no_active_action: Cell<bool>,
+        calls: Cell<u64>,
+    }
+
+    impl Fake {
+        fn new() -> Fake {
+            let mut f = Fake::default();
+            f.tags.insert(
+                "mylb-asg".into(),
+                [("domain".to_owned(), "lb.example.com".to_owned())].into(),
+            );
+            f.instances.insert(
+                "i-1".into(),
+                Addresses {
+                    public_ip: Some("203.0.113.1".into()),
+                    private_ip: Some("10.0.0.1".into()),
+                },
+            );
+            f.zones.push(("example.com.".into(), "Z1".into()));
+            f
+        }
+        fn op(&self, name: &'static str) -> Result<(), Error> {
+            self.calls.set(self.calls.get() + 1);
+            match self.fail.borrow().get(name) {
+                Some(kind) => Err(Error::new(*kind, format!("call {name}"), "injected")),
+                None => Ok(()),
+            }
+        }
+    }
+
+    impl Aws for Fake {
+        async fn group_tags(&self, group: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+            self.op("group_tags")?;
+            Ok(self.tags.get(group).cloned())
+        }
+        async fn instance_addresses(&self, id: &str) -> Result<Option<Addresses>, Error> {
+            self.op("instance_addresses")?;
+            Ok(self.instances.get(id).cloned())
+        }
+        async fn find_zone(&self, record: &str) -> Result<Option<String>, Error> {
+            for cand in lifecycle::zone_candidates(record) {
+                self.op("find_zone")?;
+                if let Some((_, id)) = self.zones.iter().find(|(n, _)| *n == cand) {
+                    return Ok(Some(id.clone()));
+                }
+            }
+            Ok(None)
+        }
+        async fn associate_eip(&self, _pool: &str, _id: &str) -> Result<String, Error> {
+            self.op("associate_eip")?;
+            Ok("198.51.100.200".into())
+        }
+        async fn release_eip(&self, _pool: &str, _id: &str) -> Result<bool, Error> {
+            self.op("release_eip")?;
+            Ok(true)
+        }
+        async fn ensure_health_check(
+            &self,
+            reference: &str,
+            config: &Config,
+            _tags: &BTreeMap<String, String>,
+        ) -> Result<String, Error> {
+            self.op("ensure_health_check")?;
+            let id = format!("hc-{reference}");
+            self.checks
+                .borrow_mut()
+                .insert(id.clone(), (reference.to_owned(), config.clone()));
+            Ok(id)
+        }
+        async fn delete_health_check(&self, id: &str) -> Result<bool, Error> {
+            self.op("delete_health_check")?;
+            self.deleted_checks.borrow_mut().push(id.to_owned());
+            Ok(self.checks.borrow_mut().remove(id).is_some())
+        }
+        async fn find_record(
+            &self,
+            _zone: &str,
+            name: &str,
+            set_id: &str,
+        ) -> Result<Option<Record>, Error> {
+            self.op("find_record")?;
+            Ok(self
+                .records
+                .borrow()
+                .get(&(name.to_owned(), set_id.to_owned()))
+                .cloned())
+        }
+        async fn upsert_record(&self, r: &Record) -> Result<(), Error> {
+            self.op("upsert_record")?;
+            self.records
+                .borrow_mut()
+                .insert((r.name.clone(), r.set_identifier.clone()), r.clone());
+            Ok(())
+        }
+        async fn delete_record(&self, r: &Record) -> Result<(), Error> {
+            self.op("delete_record")?;
+            self.records
+                .borrow_mut()
+                .remove(&(r.name.clone(), r.set_identifier.clone()));
+            Ok(())
+        }
+        async fn complete(
+            &self,
+            msg: &LifecycleMessage,
+            _token: &str,
+            result: LifecycleResult,
+        ) -> Result<Completion, Error> {
+            self.op("complete")?;
+            if self.no_active_action.get() {
+                return Ok(Completion::NoActiveAction);
+            }
+            self.completed
+                .borrow_mut()
+                .push((msg.ec2_instance_id.clone(), result));
+            Ok(Completion::Done)
+        }
+        fn calls(&self) -> u64 {
+            self.calls.get()
+        }
+    }
+
+    fn msg(transition: &str, meta: Option<&str>) -> LifecycleMessage {
+        LifecycleMessage {
+            auto_scaling_group_name: "mylb-asg".into(),
+            lifecycle_hook_name: "hook".into(),
+            ec2_instance_id: "i-1".into(),
+            lifecycle_transition: transition.into(),
+            lifecycle_action_token: Some("token".into()),
+            notification_metadata: meta.map(str::to_owned),
+            account_id: None,
+            request_id: None,
+            time: None,
+            origin: None,
+            destination: None,
+        }
+    }
+
+    fn run<A: Aws>(aws: &A, m: &LifecycleMessage) -> Report {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .block_on(handle_lifecycle(aws, m))
+    }
+
+    #[test]
+    fn launch_registers_record_and_check_then_continues() {
+        let aws = Fake::new();
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!(r.action, "registered", "{r:?}");
+        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
+        let records = aws.records.borrow();
+        let rec = records.get(&("lb.example.com.".to_owned(), "i-1".to_owned()));
+        let rec = rec.unwrap_or_else(|| panic!("no record: {records:?}"));
+        assert_eq!(
+            (rec.ip.as_str(), rec.ttl, rec.weight, rec.zone_id.as_str()),
+            ("203.0.113.1", 60, 1, "Z1")
+        );
+        assert!(rec.health_check_id.is_some());
+        assert_eq!(
+            aws.completed.borrow().as_slice(),
+            [("i-1".to_owned(), LifecycleResult::Continue)]
+        );
+        assert!(r.aws_calls <= 8, "{r:?}");
+    }
+
+    #[test]
+    fn duplicate_launch_converges_to_one_record_and_check() {
+        let aws = Fake::new();
+        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!(aws.records.borrow().len(), 1);
+        assert_eq!(aws.checks.borrow().len(), 1);
+    }
+
+    #[test]
+    fn terminate_removes_record_then_check_and_continues() {
+        let aws = Fake::new();
+        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        let r = run(&aws, &msg(lifecycle::TERMINATING, None));
+        assert_eq!(r.action, "deregistered", "{r:?}");
+        assert!(aws.records.borrow().is_empty());
+        assert!(aws.checks.borrow().is_empty());
+        // Again (duplicate delivery): nothing left to delete, still CONTINUE.
+        let r = run(&aws, &msg(lifecycle::TERMINATING, None));
+        assert_eq!(
+            (r.action.as_str(), r.lifecycle_result.as_deref()),
+            ("deregistered", Some("CONTINUE"))
+        );
+        assert_eq!(aws.deleted_checks.borrow().len(), 1);
+    }
+
+    #[test]
+    fn metadata_names_record_and_zone_without_lookups() {
+        let aws = Fake::new();
+        let meta = r#"{"record_name": "edge.example.net", "hosted_zone_id": "Z9", "ttl": 30, "weight": 5}"#;
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, Some(meta)));
+        assert_eq!(r.record.as_deref(), Some("edge.example.net."));
+        let records = aws.records.borrow();
+        let rec = records
+            .values()
+            .next()
+            .unwrap_or_else(|| panic!("no record"));
+        assert_eq!((rec.zone_id.as_str(), rec.ttl, rec.weight), ("Z9", 30, 5));
+        // instance + health check + record + complete
+        assert_eq!(r.aws_calls, 4, "{r:?}");
+    }
+
+    #[test]
+    fn permanent_problems_continue_with_an_error() {
+        // No domain tag, no record name.
+        let mut aws = Fake::new();
+        aws.tags.insert("mylb-asg".into(), BTreeMap::new());
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!(
+            (r.action.as_str(), r.lifecycle_result.as_deref()),
+            ("failed", Some("CONTINUE"))
+        );
+        assert!(
+            r.error
+                .as_deref()
+                .is_some_and(|e| e.contains("no record name")),
+            "{r:?}"
+        );
+        // No hosted zone.
+        let mut aws = Fake::new();
+        aws.zones.clear();
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
+        assert_eq!(r.error_class.as_deref(), Some("permanent"));
+        // No public IP.
+        let mut aws = Fake::new();
+        aws.instances.insert(
+            "i-1".into(),
+            Addresses {
+                public_ip: None,
+                private_ip: Some("10.0.0.1".into()),
+            },
+        );
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert!(
+            r.error
+                .as_deref()
+                .is_some_and(|e| e.contains("no public IP")),
+            "{r:?}"
+        );
+        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
+        // Bad metadata.
+        let r = run(
+            &Fake::new(),
+            &msg(lifecycle::LAUNCHING, Some("{\"bogus\": 1}")),
+        );
+        assert_eq!(
+            (r.action.as_str(), r.lifecycle_result.as_deref()),
+            ("failed", Some("CONTINUE"))
+        );
+    }
+
+    #[test]
+    fn transient_failure_abandons_a_launch_unless_overridden() {
+        let aws = Fake::new();
+        aws.fail
+            .borrow_mut()
+            .insert("upsert_record", ErrorKind::Throttled);
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!(
+            (r.action.as_str(), r.lifecycle_result.as_deref()),
+            ("failed", Some("ABANDON"))
+        );
+        assert_eq!(
+            aws.completed.borrow().as_slice(),
+            [("i-1".to_owned(), LifecycleResult::Abandon)]
+        );
+        let aws = Fake::new();
+        aws.fail
+            .borrow_mut()
+            .insert("upsert_record", ErrorKind::Transient);
+        let r = run(
+            &aws,
+            &msg(lifecycle::LAUNCHING, Some(r#"{"on_failure": "CONTINUE"}"#)),
+        );
+        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
+    }
+
+    #[test]
+    fn terminating_always_continues_and_drain_leaves_completion_to_the_node() {
+        let aws = Fake::new();
+        aws.fail
+            .borrow_mut()
+            .insert("find_record", ErrorKind::Transient);
+        let r = run(&aws, &msg(lifecycle::TERMINATING, None));
+        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
+        let aws = Fake::new();
+        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        let r = run(
+            &aws,
+            &msg(lifecycle::TERMINATING, Some(r#"{"drain_seconds": 30}"#)),
+        );
+        assert_eq!(
+            (r.action.as_str(), r.lifecycle_result.as_deref()),
+            ("deregistered", None)
+        );
+        assert!(aws.records.borrow().is_empty());
+        assert_eq!(
+            aws.completed.borrow().len(),
+            1,
+            "only the launch was completed"
+        );
+    }
+
+    #[test]
+    fn expired_token_is_reported_not_failed() {
+        let aws = Fake::new();
+        aws.no_active_action.set(true);
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!(r.action, "registered");
+        assert!(
+            r.completion
+                .as_deref()
+                .is_some_and(|c| c.starts_with("no active lifecycle action"))
+        );
+        assert_eq!(r.error, None);
+    }
+
+    #[test]
+    fn eip_pool_address_is_published_and_released() {
+        let aws = Fake::new();
+        let meta = r#"{"ip_type": "eip", "eip_pool": "mylb"}"#;
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, Some(meta)));
+        assert_eq!(r.ip.as_deref(), Some("198.51.100.200"));
+        run(&aws, &msg(lifecycle::TERMINATING, Some(meta)));
+        assert!(aws.calls() > 0);
+    }
+}
