@@ -213,11 +213,24 @@ pub fn zone_candidates(name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The instance's addresses as EC2 reports them.
+/// The instance's addresses and state as EC2 reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Addresses {
     pub public_ip: Option<String>,
     pub private_ip: Option<String>,
+    /// EC2 state name (pending, running, shutting-down, terminated, …).
+    pub state: Option<String>,
+}
+
+/// A launch notification that arrives after the instance started to go
+/// (duplicate or out-of-order delivery) must not publish it again.
+pub fn check_alive(instance_id: &str, addrs: &Addresses) -> Result<(), Permanent> {
+    match addrs.state.as_deref() {
+        Some(s @ ("shutting-down" | "terminated" | "stopping" | "stopped")) => Err(Permanent(
+            format!("instance '{instance_id}' is {s}: not publishing it"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The address to publish for `ip_type` (an EIP is associated first and
@@ -371,6 +384,7 @@ mod tests {
         let both = Addresses {
             public_ip: Some("203.0.113.5".into()),
             private_ip: Some("10.0.0.5".into()),
+            state: Some("running".into()),
         };
         assert_eq!(
             select_ip(IpType::Public, &both).ok().as_deref(),
@@ -383,8 +397,15 @@ mod tests {
         let private_only = Addresses {
             public_ip: None,
             private_ip: Some("10.0.0.5".into()),
+            state: None,
         };
         assert!(select_ip(IpType::Public, &private_only).is_err());
+        let gone = Addresses {
+            state: Some("terminated".into()),
+            ..both.clone()
+        };
+        assert!(check_alive("i-1", &gone).is_err());
+        assert!(check_alive("i-1", &both).is_ok());
     }
 
     #[test]

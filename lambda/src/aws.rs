@@ -150,6 +150,10 @@ impl Aws for SdkAws {
             .map(|i| Addresses {
                 public_ip: i.public_ip_address().map(str::to_owned),
                 private_ip: i.private_ip_address().map(str::to_owned),
+                state: i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_owned()),
             }))
     }
 

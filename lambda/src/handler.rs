@@ -176,6 +176,7 @@ async fn register<A: Aws>(
         .instance_addresses(instance)
         .await?
         .ok_or_else(|| Permanent(format!("instance '{instance}' does not exist")))?;
+    lifecycle::check_alive(instance, &addrs)?;
     let ip = match (meta.ip_type, &meta.eip_pool) {
         (IpType::Eip, Some(pool)) => aws.associate_eip(pool, instance).await?,
         _ => lifecycle::select_ip(meta.ip_type, &addrs)?,
@@ -201,16 +202,24 @@ async fn register<A: Aws>(
         None
     };
     p.health_check_id = health_check_id.clone();
-    aws.upsert_record(&Record {
-        zone_id: zone,
-        name,
-        set_identifier: instance.clone(),
-        ip,
-        ttl: meta.ttl,
-        weight: meta.weight,
-        health_check_id,
-    })
-    .await?;
+    let upserted = aws
+        .upsert_record(&Record {
+            zone_id: zone,
+            name,
+            set_identifier: instance.clone(),
+            ip,
+            ttl: meta.ttl,
+            weight: meta.weight,
+            health_check_id: health_check_id.clone(),
+        })
+        .await;
+    if let (Err(_), Some(hc)) = (&upserted, &health_check_id) {
+        // No record will point at this check (the launch is about to be
+        // abandoned or left unpublished): don't leak it. Best effort; the
+        // original error is what gets reported.
+        let _ = aws.delete_health_check(hc).await;
+    }
+    upserted?;
     Ok(())
 }
 
@@ -367,6 +376,7 @@ mod tests {
                 Addresses {
                     public_ip: Some("203.0.113.1".into()),
                     private_ip: Some("10.0.0.1".into()),
+                    state: Some("running".into()),
                 },
             );
             f.zones.push(("example.com.".into(), "Z1".into()));
@@ -587,6 +597,7 @@ mod tests {
             Addresses {
                 public_ip: None,
                 private_ip: Some("10.0.0.1".into()),
+                state: Some("running".into()),
             },
         );
         let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
@@ -658,6 +669,18 @@ mod tests {
             1,
             "only the launch was completed"
         );
+    }
+
+    #[test]
+    fn late_launch_of_a_terminated_instance_publishes_nothing() {
+        let mut aws = Fake::new();
+        if let Some(a) = aws.instances.get_mut("i-1") {
+            a.state = Some("terminated".into());
+        }
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!(r.action, "failed");
+        assert!(aws.records.borrow().is_empty());
+        assert!(aws.checks.borrow().is_empty());
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Modules through their real binaries: bare (args file in, one JSON out)
 //! and under ansible-playbook against the emulator.
 
-mod support;
-
 use std::process::Command;
 
+use craftlb_testbed as support;
 use serde_json::Value;
-use support::{Emulator, ansible_doc, assert_success, library, run_playbook};
+use support::{Emulator, ansible_doc, assert_success, run_playbook};
+
+fn library() -> tempfile::TempDir {
+    support::library(&[("route53_healthcheck", R53)])
+}
 
 const R53: &str = env!("CARGO_BIN_EXE_route53_healthcheck");
 

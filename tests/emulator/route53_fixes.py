@@ -134,3 +134,37 @@ r53_models.Route53Backend.update_health_check = update_health_check
 r53_models.Route53Backend.delete_health_check = delete_health_check
 r53_responses.Route53.update_health_check = update_health_check_response
 r53_responses.Route53.list_health_checks = list_health_checks
+
+
+def list_resource_record_sets(self: Any) -> ActionResult:
+    # AWS orders by reversed-label name, type, then SetIdentifier, starts at
+    # StartRecordName/Type/Identifier and pages with NextRecordIdentifier;
+    # moto ignores StartRecordIdentifier, so same-name weighted records can
+    # neither be looked up directly nor paged through.
+    zone = self.backend.get_hosted_zone(self._get_param("HostedZoneId"))
+    start_name = self._get_param("StartRecordName")
+    start_type = self._get_param("StartRecordType") or ""
+    start_id = self._get_param("StartRecordIdentifier") or ""
+    max_items = max(1, min(int(self._get_int_param("MaxItems", 300)), 300))
+
+    def norm(name: str) -> str:
+        return name.lower().rstrip(".") + "."
+
+    def key(r: Any) -> tuple[str, str, str]:
+        return (r53_models.reverse_domain_name(norm(r.name)), r.type or "", r.set_identifier or "")
+
+    records = sorted(zone.rrsets, key=key)
+    if start_name:
+        start = (r53_models.reverse_domain_name(norm(start_name)), start_type, start_id)
+        records = [r for r in records if key(r) >= start]
+    page, rest = records[:max_items], records[max_items:]
+    result: dict[str, Any] = {"ResourceRecordSets": page, "IsTruncated": bool(rest), "MaxItems": str(max_items)}
+    if rest:
+        result["NextRecordName"] = rest[0].name
+        result["NextRecordType"] = rest[0].type
+        if rest[0].set_identifier:
+            result["NextRecordIdentifier"] = rest[0].set_identifier
+    return ActionResult(result)
+
+
+r53_responses.Route53.list_resource_record_sets = list_resource_record_sets

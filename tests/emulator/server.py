@@ -9,7 +9,12 @@ Additions over stock moto (each marked where it is implemented):
 - fault injection (throttling, 5xx, added latency) by rate, per service and
   operation, with a seeded RNG so failing runs can be replayed,
 - Route 53 fixes: CallerReference idempotency, ListHealthChecks pagination,
-  health-check versions, NoSuchHealthCheck on delete.
+  health-check versions, NoSuchHealthCheck on delete,
+- a lifecycle loop: hooks hold instances in Pending:Wait / Terminating:Wait,
+  notify their SNS target, and CompleteLifecycleAction / heartbeats /
+  timeouts move them on (lifecycle.py),
+- SNS -> Lambda delivery running the function's own bootstrap through a
+  local Lambda Runtime API (lambda_runner.py).
 
 Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/health                  -> {"ok": true}
@@ -19,6 +24,8 @@ Control API (plain HTTP, JSON), under /_craftlb/:
                              "throttle": 0.3, "error": 0.1, "latency_ms": 0}]}
   DELETE /_craftlb/faults                  -> no faults
   GET    /_craftlb/route53/healthchecks    -> every health check with its tags
+  GET    /_craftlb/lambda/invocations      -> every local Lambda run: status, logs, payload
+  GET    /_craftlb/autoscaling/actions     -> lifecycle actions and how they ended
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from moto.moto_server.werkzeug_app import (
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import lambda_runner  # noqa: E402  (runs SNS-delivered functions' bootstrap locally)
+import lifecycle  # noqa: E402  (lifecycle hooks that hold instances)
 import route53_fixes  # noqa: E402  (patches moto's Route 53 on import)
 from faults import FaultInjector  # noqa: E402
 
@@ -128,6 +137,10 @@ class App:
             return reply({"ok": True})
         if route == ("GET", "/_craftlb/route53/healthchecks"):
             return reply(route53_fixes.dump_health_checks())
+        if route == ("GET", "/_craftlb/lambda/invocations"):
+            return reply(lambda_runner.invocations())
+        if route == ("GET", "/_craftlb/autoscaling/actions"):
+            return reply(lifecycle.actions())
         return reply({"error": f"no such control endpoint: {req.method} {req.path}"}, 404)
 
 
@@ -146,6 +159,7 @@ def main() -> int:
     _install_call_hook()
     server = make_server(args.host, args.port, App(), threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
+    lambda_runner.configure(f"http://{host}:{port}")
 
     def stop(_sig: int, _frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

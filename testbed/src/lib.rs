@@ -1,13 +1,13 @@
 //! Test bed shared by the integration tests: the AWS emulator on a free
-//! loopback port, and ansible-playbook wired to the binaries under test.
-
-#![allow(dead_code)]
+//! loopback port, the scenario driver, and ansible-playbook wired to the
+//! binaries under test.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 pub fn repo_root() -> PathBuf {
+    // testbed/ sits at the top of the workspace.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -71,15 +71,12 @@ impl Drop for Emulator {
     }
 }
 
-/// A library directory holding the module binaries this test build made,
-/// with their sidecar docs, so Ansible runs exactly what is under test.
-pub fn library() -> tempfile::TempDir {
+/// A library directory holding the module binaries this test build made
+/// (`(name, CARGO_BIN_EXE_<name>)`), with their sidecar docs, so Ansible
+/// runs exactly what is under test.
+pub fn library(modules: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let modules = [(
-        "route53_healthcheck",
-        env!("CARGO_BIN_EXE_route53_healthcheck"),
-    )];
-    for (name, bin) in modules {
+    for &(name, bin) in modules {
         std::os::unix::fs::symlink(bin, dir.path().join(name))
             .unwrap_or_else(|e| panic!("symlink {name}: {e}"));
         let doc = repo_root().join("modules/docs").join(format!("{name}.yml"));
@@ -153,4 +150,27 @@ pub fn request_log(url: &str) -> Vec<serde_json::Value> {
 
 pub fn clear_request_log(url: &str) {
     curl(&["-X", "DELETE", &format!("{url}/_craftlb/requests")]);
+}
+
+/// Runs tests/emulator/scenario.py against the emulator; returns its JSON.
+pub fn scenario(emulator: &Emulator, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(venv_bin("python"))
+        .arg(repo_root().join("tests/emulator/scenario.py"))
+        .args(["--endpoint", &emulator.url])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scenario.py: {e}"));
+    assert_success(&format!("scenario.py {}", args.join(" ")), &out);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "scenario.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// GET a control endpoint of the emulator (`/_craftlb/...`) as JSON.
+pub fn control(emulator: &Emulator, path: &str) -> serde_json::Value {
+    let body = curl(&[&format!("{}{path}", emulator.url)]);
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
 }

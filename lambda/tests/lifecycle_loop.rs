@@ -1,0 +1,296 @@
+//! The real `bootstrap` on the emulator's lifecycle loop: hooks hold
+//! instances, notifications go through SNS to the local Lambda runtime, the
+//! handler writes Route 53 and completes the lifecycle actions.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use craftlb_testbed::{Emulator, control, scenario};
+use serde_json::Value;
+
+const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
+
+fn world(emulator: &Emulator, extra: &[&str]) {
+    let mut args = vec!["world", "--bootstrap", BOOTSTRAP];
+    args.extend_from_slice(extra);
+    scenario(emulator, &args);
+}
+
+fn scale_and_wait(emulator: &Emulator, n: usize) -> Value {
+    scenario(emulator, &["scale", "--desired", &n.to_string()]);
+    let out = scenario(
+        emulator,
+        &["wait", "--in-service", &n.to_string(), "--timeout", "60"],
+    );
+    assert!(
+        out.get("timeout").is_none(),
+        "group did not reach {n} InService: {out}"
+    );
+    out
+}
+
+/// Waits until every local Lambda run has finished.
+fn settled(emulator: &Emulator) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let inv = control(emulator, "/_craftlb/lambda/invocations");
+        let list = inv.as_array().cloned().unwrap_or_default();
+        if list.iter().all(|i| i["status"] != "running") {
+            return list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Lambda runs did not finish: {inv}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The handler's JSON log lines, across all runs.
+fn reports(emulator: &Emulator) -> Vec<Value> {
+    settled(emulator)
+        .iter()
+        .flat_map(|i| i["logs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|l| serde_json::from_str::<Value>(l.as_str().unwrap_or_default()).ok())
+        .collect()
+}
+
+fn strings(v: &Value, key: &str) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x[key].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Records and health checks exactly match the InService instances.
+fn assert_published_exactly(emulator: &Emulator) -> Value {
+    settled(emulator);
+    let state = scenario(emulator, &["state"]);
+    let in_service: Vec<&Value> = state["instances"]
+        .as_array()
+        .map(|a| a.iter().filter(|i| i["state"] == "InService").collect())
+        .unwrap_or_default();
+    let ids: BTreeSet<String> = in_service
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    let ips: BTreeSet<String> = in_service
+        .iter()
+        .filter_map(|i| i["public_ip"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        strings(&state["records"], "set_identifier"),
+        ids,
+        "records vs instances: {state}"
+    );
+    assert_eq!(strings(&state["records"], "ip"), ips, "record IPs: {state}");
+    assert_eq!(
+        strings(&state["health_checks"], "ip"),
+        ips,
+        "health checks: {state}"
+    );
+    assert_eq!(
+        strings(&state["records"], "health_check_id"),
+        strings(&state["health_checks"], "id"),
+        "{state}"
+    );
+    state
+}
+
+#[test]
+fn scale_0_3_1_keeps_route53_exact() {
+    let emu = Emulator::start();
+    world(&emu, &[]);
+    scale_and_wait(&emu, 3);
+    let state = assert_published_exactly(&emu);
+    assert_eq!(state["records"].as_array().map(Vec::len), Some(3));
+    scale_and_wait(&emu, 1);
+    let state = assert_published_exactly(&emu);
+    assert_eq!(state["records"].as_array().map(Vec::len), Some(1));
+
+    let reports = reports(&emu);
+    assert_eq!(reports.len(), 5, "{reports:?}");
+    for r in &reports {
+        assert_eq!(r["lifecycle_result"], "CONTINUE", "{r}");
+        assert_eq!(r["completion"], "completed", "{r}");
+        assert!(r["aws_calls"].as_u64().is_some_and(|n| n <= 8), "{r}");
+    }
+    let actions = control(&emu, "/_craftlb/autoscaling/actions");
+    assert_eq!(actions.as_array().map(Vec::len), Some(5));
+    assert!(actions.as_array().is_some_and(|a| {
+        a.iter()
+            .all(|x| x["history"] == serde_json::json!(["complete:CONTINUE"]))
+    }));
+}
+
+#[test]
+fn duplicate_and_late_deliveries_converge() {
+    let emu = Emulator::start();
+    world(&emu, &[]);
+    scale_and_wait(&emu, 2);
+    let runs = settled(&emu);
+    let launch_message = runs[0]["payload"]["Records"][0]["Sns"]["Message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // Duplicate of a completed launch: same state, token no longer active.
+    scenario(&emu, &["publish", "--message", &launch_message]);
+    assert_published_exactly(&emu);
+    let dup = reports(&emu).last().cloned().unwrap_or_default();
+    assert!(
+        dup["completion"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("no active lifecycle action")),
+        "{dup}"
+    );
+    assert_eq!(dup["error"], Value::Null, "{dup}");
+
+    // The same launch again after the instance was terminated (out of
+    // order): nothing is published for a dead instance.
+    scale_and_wait(&emu, 0);
+    assert_published_exactly(&emu);
+    scenario(&emu, &["publish", "--message", &launch_message]);
+    let state = assert_published_exactly(&emu);
+    assert_eq!(
+        state["records"].as_array().map(Vec::len),
+        Some(0),
+        "{state}"
+    );
+    let late = reports(&emu).last().cloned().unwrap_or_default();
+    assert!(
+        late["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("terminated")),
+        "{late}"
+    );
+}
+
+#[test]
+fn test_notification_is_acknowledged() {
+    let emu = Emulator::start();
+    world(&emu, &[]);
+    let message = r#"{"AccountId":"123456789012","RequestId":"d2b2a2b9","AutoScalingGroupName":"mylb-asg","Service":"AWS Auto Scaling","Event":"autoscaling:TEST_NOTIFICATION","Time":"2026-11-24T23:30:00.000Z"}"#;
+    scenario(&emu, &["publish", "--message", message]);
+    let r = reports(&emu);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0]["action"], "test notification acknowledged");
+    assert_eq!(r[0]["group"], "mylb-asg");
+}
+
+#[test]
+fn configuration_errors_continue_without_cycling() {
+    // No domain tag and no record name in the metadata.
+    let emu = Emulator::start();
+    world(&emu, &["--domain", ""]);
+    scale_and_wait(&emu, 1);
+    let r = reports(&emu);
+    assert_eq!(r.len(), 1, "exactly one launch, no replacement: {r:?}");
+    assert_eq!(r[0]["lifecycle_result"], "CONTINUE");
+    assert!(
+        r[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no record name")),
+        "{}",
+        r[0]
+    );
+
+    // A record name whose hosted zone does not exist.
+    let emu = Emulator::start();
+    world(&emu, &["--zone", ""]);
+    scale_and_wait(&emu, 1);
+    let r = reports(&emu);
+    assert_eq!(r.len(), 1, "exactly one launch, no replacement: {r:?}");
+    assert_eq!(r[0]["lifecycle_result"], "CONTINUE");
+    assert_eq!(r[0]["error_class"], "permanent");
+    assert!(
+        r[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no public hosted zone")),
+        "{}",
+        r[0]
+    );
+    assert_eq!(
+        scenario(&emu, &["state"])["health_checks"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn transient_failure_abandons_then_replacement_registers() {
+    let emu = Emulator::start();
+    world(&emu, &[]);
+    scenario(
+        &emu,
+        &[
+            "faults",
+            "--rules",
+            r#"{"seed": 3, "rules": [{"service": "route53", "operation": "ChangeResourceRecordSets", "throttle": 1.0}]}"#,
+        ],
+    );
+    scenario(&emu, &["scale", "--desired", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let actions = control(&emu, "/_craftlb/autoscaling/actions");
+        if actions
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["result"] == "ABANDON"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ABANDON: {actions}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    scenario(&emu, &["faults", "--rules", r#"{"rules": []}"#]);
+    let out = scenario(&emu, &["wait", "--in-service", "1", "--timeout", "60"]);
+    assert!(out.get("timeout").is_none(), "{out}");
+    let state = assert_published_exactly(&emu);
+    assert_eq!(state["records"].as_array().map(Vec::len), Some(1));
+    let abandoned: Vec<Value> = reports(&emu)
+        .into_iter()
+        .filter(|r| r["lifecycle_result"] == "ABANDON")
+        .collect();
+    assert!(!abandoned.is_empty());
+    assert_eq!(abandoned[0]["error_class"], "transient", "{}", abandoned[0]);
+    // The abandoned instance's health check was created before its record
+    // failed; the exact-state assertion above proves it was not leaked.
+}
+
+#[test]
+fn eip_pool_smaller_than_the_group() {
+    let emu = Emulator::start();
+    let pool = scenario(&emu, &["eips", "--pool", "mylb", "--count", "2"]);
+    world(
+        &emu,
+        &["--metadata", r#"{"ip_type": "eip", "eip_pool": "mylb"}"#],
+    );
+    scale_and_wait(&emu, 3);
+    settled(&emu);
+    let state = scenario(&emu, &["state"]);
+    let eips: BTreeSet<String> = pool["eips"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|ip| ip.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        strings(&state["records"], "ip"),
+        eips,
+        "both pool addresses published: {state}"
+    );
+    let r = reports(&emu);
+    let failed: Vec<&Value> = r.iter().filter(|x| x["action"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{r:?}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no free address")),
+        "{}",
+        failed[0]
+    );
+    assert_eq!(failed[0]["lifecycle_result"], "CONTINUE");
+}

@@ -1,0 +1,241 @@
+"""Auto Scaling lifecycle hooks that hold instances, as AWS does.
+
+moto 5.2.5 puts new instances InService at once, terminates on scale-in at
+once, drops a hook's metadata and target, and answers CompleteLifecycleAction
+and RecordLifecycleActionHeartbeat with 500 NotImplemented. Here:
+- a launching hook holds new instances in Pending:Wait, a terminating hook
+  holds leaving ones in Terminating:Wait, and a notification (with the
+  hook's metadata) is published to the hook's SNS target;
+- CompleteLifecycleAction moves the instance on (InService, or terminated
+  and replaced on ABANDON); a heartbeat extends the timeout; when the
+  heartbeat timeout passes, the hook's default result applies.
+One hook per transition per group is honoured (the first one).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.autoscaling import models as asg_models
+from moto.autoscaling import responses as asg_responses
+from moto.core.exceptions import ServiceException
+from moto.core.responses import EmptyResult
+from moto.sns.models import sns_backends
+
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+
+_LOCK = threading.RLock()
+
+
+class ValidationError(ServiceException):
+    code = "ValidationError"
+
+
+@dataclass
+class Action:
+    token: str
+    group: Any
+    state: Any
+    hook: Any
+    transition: str
+    deadline: float
+    done: bool = False
+    result: str | None = None
+    history: list[str] = field(default_factory=list)
+
+
+_ACTIONS: dict[str, Action] = {}
+
+
+def actions() -> list[dict[str, Any]]:
+    with _LOCK:
+        return [{"token": a.token, "group": a.group.name, "instance_id": a.state.instance.id,
+                 "hook": a.hook.name, "transition": a.transition, "done": a.done, "result": a.result,
+                 "history": list(a.history)} for a in _ACTIONS.values()]
+
+
+def _hook_for(group: Any, transition: str) -> Any | None:
+    backend = group.autoscaling_backend
+    for hook in backend.lifecycle_hooks.values():
+        if hook.auto_scaling_group_name == group.name and hook.lifecycle_transition == transition:
+            return hook
+    return None
+
+
+def _publish(action: Action) -> None:
+    hook = action.hook
+    target = getattr(hook, "craftlb_target", None)
+    if not target or ":sns:" not in target:
+        return
+    region, account = target.split(":")[3], target.split(":")[4]
+    message = {
+        "Origin": "EC2" if action.transition == LAUNCHING else "AutoScalingGroup",
+        "Destination": "AutoScalingGroup" if action.transition == LAUNCHING else "EC2",
+        "LifecycleHookName": hook.name,
+        "AccountId": account,
+        "RequestId": str(uuid.uuid4()),
+        "LifecycleTransition": action.transition,
+        "AutoScalingGroupName": action.group.name,
+        "Service": "AWS Auto Scaling",
+        "Time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "EC2InstanceId": action.state.instance.id,
+        "LifecycleActionToken": action.token,
+    }
+    metadata = getattr(hook, "craftlb_metadata", None)
+    if metadata is not None:
+        message["NotificationMetadata"] = metadata
+    verb = "LAUNCHING" if action.transition == LAUNCHING else "TERMINATING"
+    subject = f"Auto Scaling:  Lifecycle action '{verb}' for instance {action.state.instance.id} in progress."
+    sns_backends[account][region].publish(json.dumps(message), arn=target, subject=subject)
+
+
+def _start(group: Any, state: Any, transition: str, hook: Any) -> None:
+    state.lifecycle_state = "Pending:Wait" if transition == LAUNCHING else "Terminating:Wait"
+    action = Action(token=str(uuid.uuid4()), group=group, state=state, hook=hook, transition=transition,
+                    deadline=time.monotonic() + float(hook.heartbeat_timeout))
+    with _LOCK:
+        _ACTIONS[action.token] = action
+    # Published after the API call that caused it has answered, as AWS does.
+    threading.Thread(target=_publish, args=(action,), daemon=True).start()
+
+
+def _finish(action: Action, result: str, why: str) -> None:
+    """Moves the instance on; caller holds _LOCK."""
+    action.done = True
+    action.result = result
+    action.history.append(f"{why}:{result}")
+    group, state = action.group, action.state
+    if action.transition == LAUNCHING and result == "CONTINUE":
+        state.lifecycle_state = "InService"
+        return
+    # A terminating instance goes whatever the result; an abandoned launch
+    # is terminated and replaced.
+    state.lifecycle_state = "Terminated"
+    group.autoscaling_backend.ec2_backend.terminate_instances([state.instance.id])
+    group.instance_states = [s for s in group.instance_states if s is not state]
+    if action.transition == LAUNCHING:
+        group.set_desired_capacity(group.desired_capacity)
+
+
+def _find(group_name: str, hook_name: str, instance_id: str | None, token: str | None) -> Action:
+    with _LOCK:
+        for a in _ACTIONS.values():
+            if a.done or a.group.name != group_name or a.hook.name != hook_name:
+                continue
+            if (token and a.token == token) or (not token and instance_id and a.state.instance.id == instance_id):
+                return a
+    raise ValidationError(f"No active Lifecycle Action found with instance ID {instance_id or token}")
+
+
+# --- moto patches ---------------------------------------------------------------
+
+_orig_replace = asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+
+def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
+    before = set(id(s) for s in self.instance_states)
+    _orig_replace(self, count_needed, propagated_tags)
+    hook = _hook_for(self, LAUNCHING)
+    if hook is None:
+        return
+    for state in self.instance_states:
+        if id(state) not in before:
+            _start(self, state, LAUNCHING, hook)
+
+
+def active_instances(self: Any) -> list[Any]:
+    # AWS counts instances still launching towards the desired capacity.
+    return [s for s in self.instance_states
+            if s.lifecycle_state in ("InService", "Pending", "Pending:Wait", "Pending:Proceed")]
+
+
+_orig_set_desired = asg_models.FakeAutoScalingGroup.set_desired_capacity
+
+
+def set_desired_capacity(self: Any, new_capacity: int | None) -> None:
+    hook = _hook_for(self, TERMINATING)
+    target = self.min_size if new_capacity is None else new_capacity
+    excess = len(self.active_instances()) - (target or 0)
+    if hook is None or excess <= 0:
+        _orig_set_desired(self, new_capacity)
+        return
+    self.desired_capacity = target
+    candidates = [s for s in self.active_instances() if not s.protected_from_scale_in]
+    # Pending instances first, then the newest (AWS's default policy balances
+    # AZs first; one AZ here).
+    ordered = sorted(enumerate(candidates), key=lambda p: (p[1].lifecycle_state == "InService", -p[0]))
+    for _, state in ordered[:excess]:
+        _start(self, state, TERMINATING, hook)
+
+
+def put_lifecycle_hook(self: Any) -> Any:
+    # moto drops NotificationTargetARN, RoleARN and NotificationMetadata and
+    # describes placeholders; AWS keeps and returns them.
+    result = _orig_put_hook(self)
+    group = self._get_param("AutoScalingGroupName")
+    name = self._get_param("LifecycleHookName")
+    hook = self.autoscaling_backend.lifecycle_hooks.get(f"{group}_{name}")
+    if hook is not None:
+        target = self._get_param("NotificationTargetARN")
+        role = self._get_param("RoleARN")
+        hook.craftlb_target = target
+        hook.craftlb_metadata = self._get_param("NotificationMetadata")
+        if target:
+            hook.notification_target_arn = target
+        if role:
+            hook.role_arn = role
+        hook.notification_metadata = hook.craftlb_metadata
+    return result
+
+
+_orig_put_hook = asg_responses.AutoScalingResponse.put_lifecycle_hook
+
+
+def complete_lifecycle_action(self: Any) -> Any:
+    # moto: 500 NotImplemented. AWS: moves the instance on, or
+    # ValidationError "No active Lifecycle Action found".
+    action = _find(self._get_param("AutoScalingGroupName"), self._get_param("LifecycleHookName"),
+                   self._get_param("InstanceId"), self._get_param("LifecycleActionToken"))
+    result = self._get_param("LifecycleActionResult")
+    if result not in ("CONTINUE", "ABANDON"):
+        raise ValidationError(f"Invalid LifecycleActionResult {result!r}")
+    with _LOCK:
+        if action.done:
+            raise ValidationError(f"No active Lifecycle Action found with instance ID {action.state.instance.id}")
+        _finish(action, result, "complete")
+    return EmptyResult()
+
+
+def record_lifecycle_action_heartbeat(self: Any) -> Any:
+    # moto: 500 NotImplemented. AWS: restarts the heartbeat timeout.
+    action = _find(self._get_param("AutoScalingGroupName"), self._get_param("LifecycleHookName"),
+                   self._get_param("InstanceId"), self._get_param("LifecycleActionToken"))
+    with _LOCK:
+        action.deadline = time.monotonic() + float(action.hook.heartbeat_timeout)
+        action.history.append("heartbeat")
+    return EmptyResult()
+
+
+def _timeouts() -> None:
+    while True:
+        time.sleep(0.2)
+        now = time.monotonic()
+        with _LOCK:
+            for a in list(_ACTIONS.values()):
+                if not a.done and now >= a.deadline:
+                    _finish(a, a.hook.default_result or "ABANDON", "timeout")
+
+
+asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
+asg_models.FakeAutoScalingGroup.active_instances = active_instances
+asg_models.FakeAutoScalingGroup.set_desired_capacity = set_desired_capacity
+asg_responses.AutoScalingResponse.put_lifecycle_hook = put_lifecycle_hook
+asg_responses.AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action
+asg_responses.AutoScalingResponse.record_lifecycle_action_heartbeat = record_lifecycle_action_heartbeat
+threading.Thread(target=_timeouts, daemon=True, name="lifecycle-timeouts").start()

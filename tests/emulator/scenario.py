@@ -1,0 +1,181 @@
+"""Drives a lifecycle scenario on the emulator with boto3 (test tooling).
+
+  scenario.py --endpoint URL world --bootstrap PATH [--metadata JSON] [--group G] [--domain D]
+  scenario.py --endpoint URL scale --group G --desired N
+  scenario.py --endpoint URL wait --group G --in-service N [--timeout S]
+  scenario.py --endpoint URL state --group G
+  scenario.py --endpoint URL publish --group G --message TEXT     (to the group's lifecycle topic)
+  scenario.py --endpoint URL faults --rules JSON
+  scenario.py --endpoint URL eips --pool NAME --count N
+
+Prints one JSON object. Dummy credentials only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+import zipfile
+
+import boto3
+
+REGION = "us-east-1"
+
+
+def client(args: argparse.Namespace, service: str):  # noqa: ANN201
+    return boto3.client(service, region_name=REGION, endpoint_url=args.endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def world(args: argparse.Namespace) -> dict:
+    r53, sns, lam, iam, ec2, asg = (client(args, s) for s in ("route53", "sns", "lambda", "iam", "ec2", "autoscaling"))
+    zone_id = None
+    if args.zone:
+        zone = r53.create_hosted_zone(Name=args.zone, CallerReference=f"zone-{args.zone}")
+        zone_id = zone["HostedZone"]["Id"].split("/")[-1]
+    topic = sns.create_topic(Name=f"{args.group}-lifecycle")["TopicArn"]
+    role = iam.create_role(RoleName=f"{args.group}-lambda", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o755 << 16
+        with open(args.bootstrap, "rb") as f:
+            zf.writestr(info, f.read())
+    fn = lam.create_function(FunctionName=f"{args.group}-route53", Runtime="provided.al2023", Role=role,
+                             Handler="bootstrap", Code={"ZipFile": buf.getvalue()}, Timeout=30,
+                             Architectures=["x86_64"])["FunctionArn"]
+    sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=fn)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    lt = ec2.create_launch_template(LaunchTemplateName=f"{args.group}-lt", LaunchTemplateData={
+        "ImageId": image, "InstanceType": "t3.nano",
+        "NetworkInterfaces": [{"DeviceIndex": 0, "AssociatePublicIpAddress": not args.no_public_ip}]})
+    subnet = ec2.describe_subnets()["Subnets"][0]
+    tags = [{"ResourceId": args.group, "ResourceType": "auto-scaling-group", "Key": "Name", "Value": args.group,
+             "PropagateAtLaunch": True}]
+    if args.domain:
+        tags.append({"ResourceId": args.group, "ResourceType": "auto-scaling-group", "Key": "domain",
+                     "Value": args.domain, "PropagateAtLaunch": True})
+    asg.create_auto_scaling_group(AutoScalingGroupName=args.group, MinSize=0, MaxSize=20, DesiredCapacity=0,
+                                  LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplate"]["LaunchTemplateId"]},
+                                  VPCZoneIdentifier=subnet["SubnetId"], Tags=tags)
+    for name, transition, default in ((f"{args.group}-launching", "autoscaling:EC2_INSTANCE_LAUNCHING", "ABANDON"),
+                                      (f"{args.group}-terminating", "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE")):
+        hook = {"AutoScalingGroupName": args.group, "LifecycleHookName": name, "LifecycleTransition": transition,
+                "NotificationTargetARN": topic, "RoleARN": role, "HeartbeatTimeout": args.heartbeat,
+                "DefaultResult": default}
+        if args.metadata:
+            hook["NotificationMetadata"] = args.metadata
+        asg.put_lifecycle_hook(**hook)
+    return {"zone_id": zone_id, "topic": topic, "function": fn}
+
+
+def publish(args: argparse.Namespace) -> dict:
+    topic = f"arn:aws:sns:{REGION}:123456789012:{args.group}-lifecycle"
+    return {"message_id": client(args, "sns").publish(TopicArn=topic, Message=args.message)["MessageId"]}
+
+
+def faults(args: argparse.Namespace) -> dict:
+    import urllib.request
+    req = urllib.request.Request(f"{args.endpoint}/_craftlb/faults", method="PUT", data=args.rules.encode())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def eips(args: argparse.Namespace) -> dict:
+    ec2 = client(args, "ec2")
+    out = []
+    for _ in range(args.count):
+        a = ec2.allocate_address(Domain="vpc")
+        ec2.create_tags(Resources=[a["AllocationId"]], Tags=[{"Key": "craftlb:pool", "Value": args.pool}])
+        out.append(a["PublicIp"])
+    return {"eips": out}
+
+
+def scale(args: argparse.Namespace) -> dict:
+    client(args, "autoscaling").set_desired_capacity(AutoScalingGroupName=args.group, DesiredCapacity=args.desired)
+    return {"desired": args.desired}
+
+
+def instances(args: argparse.Namespace) -> list[dict]:
+    groups = client(args, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[args.group])
+    out = []
+    for g in groups["AutoScalingGroups"]:
+        ids = [i["InstanceId"] for i in g["Instances"]]
+        ips = {}
+        if ids:
+            for r in client(args, "ec2").describe_instances(InstanceIds=ids)["Reservations"]:
+                for i in r["Instances"]:
+                    ips[i["InstanceId"]] = i.get("PublicIpAddress")
+        out += [{"id": i["InstanceId"], "state": i["LifecycleState"], "public_ip": ips.get(i["InstanceId"])}
+                for i in g["Instances"]]
+    return out
+
+
+def state(args: argparse.Namespace) -> dict:
+    r53 = client(args, "route53")
+    records = []
+    for z in r53.list_hosted_zones()["HostedZones"]:
+        rrs = r53.list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]
+        records += [{"name": r["Name"], "set_identifier": r.get("SetIdentifier"), "ip": r["ResourceRecords"][0]["Value"],
+                     "ttl": r.get("TTL"), "weight": r.get("Weight"), "health_check_id": r.get("HealthCheckId")}
+                    for r in rrs if r["Type"] == "A"]
+    checks = r53.list_health_checks(MaxItems="1000")["HealthChecks"]
+    return {"instances": instances(args), "records": records,
+            "health_checks": [{"id": c["Id"], "ip": c["HealthCheckConfig"].get("IPAddress")} for c in checks]}
+
+
+def wait(args: argparse.Namespace) -> dict:
+    deadline = time.monotonic() + args.timeout
+    while True:
+        inst = instances(args)
+        if len([i for i in inst if i["state"] == "InService"]) == args.in_service and len(inst) == args.in_service:
+            return {"instances": inst}
+        if time.monotonic() > deadline:
+            return {"timeout": True, "instances": inst}
+        time.sleep(0.2)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--endpoint", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("world")
+    w.add_argument("--bootstrap", required=True)
+    w.add_argument("--group", default="mylb-asg")
+    w.add_argument("--domain", default="lb.example.com")
+    w.add_argument("--zone", default="example.com.")
+    w.add_argument("--metadata")
+    w.add_argument("--heartbeat", type=int, default=60)
+    w.add_argument("--no-public-ip", action="store_true")
+    s = sub.add_parser("scale")
+    s.add_argument("--group", default="mylb-asg")
+    s.add_argument("--desired", type=int, required=True)
+    wt = sub.add_parser("wait")
+    wt.add_argument("--group", default="mylb-asg")
+    wt.add_argument("--in-service", type=int, required=True)
+    wt.add_argument("--timeout", type=float, default=60)
+    st = sub.add_parser("state")
+    st.add_argument("--group", default="mylb-asg")
+    p = sub.add_parser("publish")
+    p.add_argument("--group", default="mylb-asg")
+    p.add_argument("--message", required=True)
+    f = sub.add_parser("faults")
+    f.add_argument("--rules", required=True)
+    e = sub.add_parser("eips")
+    e.add_argument("--pool", required=True)
+    e.add_argument("--count", type=int, required=True)
+    args = ap.parse_args()
+    commands = {"world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
+                "faults": faults, "eips": eips}
+    result = commands[args.cmd](args)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
