@@ -20,6 +20,8 @@ use crate::healthcheck::Config;
 pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
+/// Caller-reference prefix of the health checks the Lambda creates.
+pub const REF_PREFIX_LIFECYCLE: &str = "craftlb-lc-";
 /// The group tag the original system read the record name from.
 pub const DOMAIN_TAG: &str = "domain";
 
@@ -273,7 +275,7 @@ pub fn health_check_reference(instance_id: &str, record: &str) -> String {
     let digest = Sha256::digest(format!("{instance_id}|{}", fqdn(record)).as_bytes());
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let id: String = instance_id.chars().take(40).collect();
-    format!("craftlb-lc-{id}-{hash}")
+    format!("{REF_PREFIX_LIFECYCLE}{id}-{hash}")
 }
 
 /// Which lifecycle result to send, given how the event went. `None`: do

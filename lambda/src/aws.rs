@@ -16,7 +16,10 @@ use craftlb_core::healthcheck::{Config, HealthChecks, plan_tags};
 use craftlb_core::lifecycle::{self, Addresses, LifecycleResult};
 
 use crate::event::LifecycleMessage;
-use crate::handler::{Aws, Completion, Record};
+use crate::handler::{Aws, Completion, Group, Record};
+
+/// Bound on record pages in reconcile (300 records each).
+const MAX_RECORD_PAGES: usize = 10_000;
 
 /// The tag that puts an Elastic IP into a pool.
 pub const POOL_TAG: &str = "craftlb:pool";
@@ -387,6 +390,152 @@ impl Aws for SdkAws {
                 }
             }
         }
+    }
+
+    async fn group(&self, group: &str) -> Result<Option<Group>, Error> {
+        self.count();
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from_sdk(
+                    "Auto Scaling",
+                    "DescribeAutoScalingGroups",
+                    format!("describe group '{group}'"),
+                    e,
+                )
+            })?;
+        let Some(g) = out.auto_scaling_groups().first() else {
+            return Ok(None);
+        };
+        self.count();
+        let hooks = self
+            .autoscaling
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from_sdk(
+                    "Auto Scaling",
+                    "DescribeLifecycleHooks",
+                    format!("describe hooks of '{group}'"),
+                    e,
+                )
+            })?;
+        Ok(Some(Group {
+            tags: g
+                .tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect(),
+            instances: g
+                .instances()
+                .iter()
+                .filter_map(|i| {
+                    Some((
+                        i.instance_id()?.to_owned(),
+                        i.lifecycle_state()
+                            .map(|s| s.as_str().to_owned())
+                            .unwrap_or_default(),
+                    ))
+                })
+                .collect(),
+            launch_metadata: hooks
+                .lifecycle_hooks()
+                .iter()
+                .find(|h| h.lifecycle_transition() == Some(lifecycle::LAUNCHING))
+                .and_then(|h| h.notification_metadata().map(str::to_owned)),
+        }))
+    }
+
+    async fn list_records(&self, zone_id: &str, name: &str) -> Result<Vec<Record>, Error> {
+        let what = format!("list records {name}");
+        let mut out = Vec::new();
+        let mut start: (String, RrType, Option<String>) = (name.to_owned(), RrType::A, None);
+        for _ in 0..MAX_RECORD_PAGES {
+            self.count();
+            let page = self
+                .route53
+                .list_resource_record_sets()
+                .hosted_zone_id(zone_id)
+                .start_record_name(&start.0)
+                .start_record_type(start.1.clone())
+                .set_start_record_identifier(start.2.clone())
+                .max_items(300)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::from_sdk("Route 53", "ListResourceRecordSets", what.clone(), e)
+                })?;
+            let mut past_name = false;
+            for r in page.resource_record_sets() {
+                if !r.name().eq_ignore_ascii_case(name) || *r.r#type() != RrType::A {
+                    past_name = true;
+                    break;
+                }
+                out.push(Record {
+                    zone_id: zone_id.to_owned(),
+                    name: r.name().to_owned(),
+                    set_identifier: r.set_identifier().unwrap_or_default().to_owned(),
+                    ip: r
+                        .resource_records()
+                        .first()
+                        .map(|v| v.value().to_owned())
+                        .unwrap_or_default(),
+                    ttl: r.ttl().unwrap_or_default(),
+                    weight: r.weight().unwrap_or_default(),
+                    health_check_id: r.health_check_id().map(str::to_owned),
+                });
+            }
+            match (
+                past_name,
+                page.is_truncated(),
+                page.next_record_name(),
+                page.next_record_type(),
+            ) {
+                (false, true, Some(n), Some(t)) => {
+                    let next = (
+                        n.to_owned(),
+                        t.clone(),
+                        page.next_record_identifier().map(str::to_owned),
+                    );
+                    if next == start {
+                        return Err(Error::new(
+                            ErrorKind::Transient,
+                            what,
+                            "pagination did not advance",
+                        ));
+                    }
+                    start = next;
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Transient,
+            what,
+            format!("more than {MAX_RECORD_PAGES} pages"),
+        ))
+    }
+
+    async fn lifecycle_health_checks(&self) -> Result<Vec<(String, String)>, Error> {
+        self.count();
+        Ok(self
+            .health_checks
+            .list_all()
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.caller_reference))
+            .collect())
     }
 
     fn calls(&self) -> u64 {

@@ -73,7 +73,24 @@ pub trait Aws {
         result: LifecycleResult,
     ) -> Result<Completion, Error>;
     /// AWS calls made so far by this client (for the report).
+    /// The group's members and its launching hook's metadata (reconcile).
+    async fn group(&self, group: &str) -> Result<Option<Group>, Error>;
+    /// Every A record named `name` in the zone (reconcile only: pages).
+    async fn list_records(&self, zone_id: &str, name: &str) -> Result<Vec<Record>, Error>;
+    /// (id, caller reference) of every health check in the account
+    /// (reconcile only: 1,000 per call).
+    async fn lifecycle_health_checks(&self) -> Result<Vec<(String, String)>, Error>;
+    /// AWS calls made so far by this client (for the report).
     fn calls(&self) -> u64;
+}
+
+/// An Auto Scaling group as reconcile needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    pub tags: BTreeMap<String, String>,
+    /// (instance id, lifecycle state as AWS spells it, e.g. "InService").
+    pub instances: Vec<(String, String)>,
+    pub launch_metadata: Option<String>,
 }
 
 /// One JSON log line per event.
@@ -96,7 +113,7 @@ pub struct Report {
     pub latency_ms: u64,
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Permanent(String),
     Aws(Error),
 }
@@ -114,13 +131,13 @@ impl From<Permanent> for Failure {
 }
 
 impl Failure {
-    fn class(&self) -> FailureClass {
+    pub(crate) fn class(&self) -> FailureClass {
         match self {
             Failure::Permanent(_) => FailureClass::Permanent,
             Failure::Aws(e) => e.kind().into(),
         }
     }
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Failure::Permanent(m) => m.clone(),
             Failure::Aws(e) => e.to_string(),
@@ -129,7 +146,7 @@ impl Failure {
 }
 
 #[derive(Default)]
-struct Progress {
+pub(crate) struct Progress {
     record: Option<String>,
     ip: Option<String>,
     health_check_id: Option<String>,
@@ -152,7 +169,16 @@ async fn record_target<A: Aws>(
                 ))
             })?,
     };
-    let name = lifecycle::record_name(meta, &tags)?;
+    zone_for(aws, meta, &tags).await
+}
+
+/// The record name and its hosted zone, from metadata or the group's tags.
+pub(crate) async fn zone_for<A: Aws>(
+    aws: &A,
+    meta: &HookMetadata,
+    tags: &BTreeMap<String, String>,
+) -> Result<(String, String), Failure> {
+    let name = lifecycle::record_name(meta, tags)?;
     let zone = match &meta.hosted_zone_id {
         Some(z) => z.clone(),
         None => aws
@@ -170,8 +196,22 @@ async fn register<A: Aws>(
     p: &mut Progress,
 ) -> Result<(), Failure> {
     let (name, zone) = record_target(aws, msg, meta).await?;
-    p.record = Some(name.clone());
-    let instance = &msg.ec2_instance_id;
+    let group = &msg.auto_scaling_group_name;
+    register_at(aws, &msg.ec2_instance_id, group, meta, &name, &zone, p).await
+}
+
+/// Publishes one instance under `name` in `zone`: address, health check,
+/// weighted record.
+pub(crate) async fn register_at<A: Aws>(
+    aws: &A,
+    instance: &str,
+    group: &str,
+    meta: &HookMetadata,
+    name: &str,
+    zone: &str,
+    p: &mut Progress,
+) -> Result<(), Failure> {
+    p.record = Some(name.to_owned());
     let addrs = aws
         .instance_addresses(instance)
         .await?
@@ -188,14 +228,11 @@ async fn register<A: Aws>(
                 "Name".to_owned(),
                 format!("{} {instance}", name.trim_end_matches('.')),
             ),
-            ("craftlb:instance-id".to_owned(), instance.clone()),
-            (
-                "craftlb:group".to_owned(),
-                msg.auto_scaling_group_name.clone(),
-            ),
+            ("craftlb:instance-id".to_owned(), instance.to_owned()),
+            ("craftlb:group".to_owned(), group.to_owned()),
         ]
         .into();
-        let reference = lifecycle::health_check_reference(instance, &name);
+        let reference = lifecycle::health_check_reference(instance, name);
         let config = lifecycle::health_check_config(&ip, &meta.health_check);
         Some(aws.ensure_health_check(&reference, &config, &tags).await?)
     } else {
@@ -204,9 +241,9 @@ async fn register<A: Aws>(
     p.health_check_id = health_check_id.clone();
     let upserted = aws
         .upsert_record(&Record {
-            zone_id: zone,
-            name,
-            set_identifier: instance.clone(),
+            zone_id: zone.to_owned(),
+            name: name.to_owned(),
+            set_identifier: instance.to_owned(),
             ip,
             ttl: meta.ttl,
             weight: meta.weight,
@@ -477,6 +514,37 @@ mod tests {
                 .push((msg.ec2_instance_id.clone(), result));
             Ok(Completion::Done)
         }
+        async fn group(&self, group: &str) -> Result<Option<Group>, Error> {
+            self.op("group")?;
+            Ok(self.tags.get(group).map(|tags| Group {
+                tags: tags.clone(),
+                instances: self
+                    .instances
+                    .keys()
+                    .map(|i| (i.clone(), "InService".to_owned()))
+                    .collect(),
+                launch_metadata: None,
+            }))
+        }
+        async fn list_records(&self, _zone: &str, name: &str) -> Result<Vec<Record>, Error> {
+            self.op("list_records")?;
+            Ok(self
+                .records
+                .borrow()
+                .values()
+                .filter(|r| r.name == name)
+                .cloned()
+                .collect())
+        }
+        async fn lifecycle_health_checks(&self) -> Result<Vec<(String, String)>, Error> {
+            self.op("lifecycle_health_checks")?;
+            Ok(self
+                .checks
+                .borrow()
+                .iter()
+                .map(|(id, (r, _))| (id.clone(), r.clone()))
+                .collect())
+        }
         fn calls(&self) -> u64 {
             self.calls.get()
         }
@@ -681,6 +749,36 @@ mod tests {
         assert_eq!(r.action, "failed");
         assert!(aws.records.borrow().is_empty());
         assert!(aws.checks.borrow().is_empty());
+    }
+
+    #[test]
+    fn reconcile_publishes_missing_and_removes_stale() {
+        let aws = Fake::new();
+        // A stale record of an instance that is gone, with its check.
+        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        let mut stale = msg(lifecycle::LAUNCHING, None);
+        stale.ec2_instance_id = "i-gone".into();
+        let mut aws = aws;
+        aws.instances
+            .insert("i-gone".into(), aws.instances["i-1"].clone());
+        run(&aws, &stale);
+        aws.instances.remove("i-gone");
+        aws.records.borrow_mut().retain(|(_, id), _| id != "i-1");
+        let report = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .block_on(crate::reconcile::reconcile(&aws, "mylb-asg"));
+        assert_eq!(report.registered, vec!["i-1".to_owned()], "{report:?}");
+        assert_eq!(report.removed, vec!["i-gone".to_owned()]);
+        let records = aws.records.borrow();
+        assert_eq!(
+            records
+                .keys()
+                .map(|(_, id)| id.as_str())
+                .collect::<Vec<_>>(),
+            ["i-1"]
+        );
+        assert_eq!(aws.checks.borrow().len(), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ SDK. [`handle`] is what `bootstrap` calls per invocation.
 pub mod aws;
 pub mod event;
 pub mod handler;
+pub mod reconcile;
 
 use serde_json::{Value, json};
 
@@ -30,12 +31,13 @@ pub async fn handle<A: handler::Aws>(aws: &A, payload: &Value) -> Vec<Value> {
                 v
             }
             Item::Test { group } => json!({"level": "info", "action": "test notification acknowledged", "group": group}),
-            Item::Reconcile { group } => json!({
-                "level": "error",
-                "action": "reconcile not handled",
-                "group": group,
-                "error": "reconcile is not implemented in this build",
-            }),
+            Item::Reconcile { group } => {
+                let report = reconcile::reconcile(aws, &group).await;
+                let level = if report.errors.is_empty() { "info" } else { "error" };
+                let mut v = serde_json::to_value(&report).unwrap_or_else(|e| json!({"error": e.to_string()}));
+                v["level"] = Value::from(level);
+                v
+            }
             Item::Malformed { reason, raw } => json!({"level": "error", "action": "ignored malformed event", "error": reason, "raw": raw}),
         });
     }

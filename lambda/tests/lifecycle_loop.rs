@@ -294,3 +294,37 @@ fn eip_pool_smaller_than_the_group() {
     );
     assert_eq!(failed[0]["lifecycle_result"], "CONTINUE");
 }
+
+#[test]
+fn reconcile_repairs_lost_events() {
+    let emu = Emulator::start();
+    world(&emu, &[]);
+    scale_and_wait(&emu, 2);
+    assert_published_exactly(&emu);
+    let tampered = scenario(&emu, &["tamper"]);
+    let run = scenario(
+        &emu,
+        &["invoke", "--payload", r#"{"reconcile": "mylb-asg"}"#],
+    );
+    assert_eq!(run["status"], "ok", "{run}");
+    let report: Value = run["logs"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| serde_json::from_str(l.as_str().unwrap_or_default()).ok())
+        .unwrap_or_default();
+    assert_eq!(report["action"], "reconciled", "{report}");
+    assert_eq!(
+        report["registered"],
+        serde_json::json!([tampered["lost"]]),
+        "{report}"
+    );
+    assert_eq!(
+        report["removed"],
+        serde_json::json!([tampered["stale"]]),
+        "{report}"
+    );
+    // The lost record's health check still existed: reconcile re-created
+    // the record against the same check (deterministic caller reference),
+    // so records and checks match the group exactly again.
+    assert_published_exactly(&emu);
+}

@@ -113,7 +113,15 @@ class _RuntimeApi:
         self.server.shutdown()
 
 
-def _invoke(fn: Any, payload: dict[str, Any]) -> None:
+def invoke_sync(account_id: str, region: str, function_name: str, payload: Any) -> dict[str, Any]:
+    """Runs one invocation to the end (the emulator's direct-invoke path)."""
+    from moto.awslambda.utils import get_backend
+
+    fn = get_backend(account_id, region).get_function(function_name)
+    return _invoke(fn, payload)
+
+
+def _invoke(fn: Any, payload: Any) -> dict[str, Any]:
     request_id = str(uuid.uuid4())
     timeout = int(getattr(fn, "timeout", 3) or 3)
     started = time.monotonic()
@@ -155,6 +163,7 @@ def _invoke(fn: Any, payload: dict[str, Any]) -> None:
         record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
         record["logs"] = [line for line in out.splitlines() if line.strip()]
         record["stderr"] = err[-4000:]
+        return dict(record)
 
 
 def send_sns_message(self: Any, function_name: str, message: str, subject: str | None = None,

@@ -7,6 +7,8 @@
   scenario.py --endpoint URL publish --group G --message TEXT     (to the group's lifecycle topic)
   scenario.py --endpoint URL faults --rules JSON
   scenario.py --endpoint URL eips --pool NAME --count N
+  scenario.py --endpoint URL invoke --group G --payload JSON          (direct, waits)
+  scenario.py --endpoint URL tamper        (drop one record, add a stale one)
 
 Prints one JSON object. Dummy credentials only.
 """
@@ -84,6 +86,28 @@ def faults(args: argparse.Namespace) -> dict:
     req = urllib.request.Request(f"{args.endpoint}/_craftlb/faults", method="PUT", data=args.rules.encode())
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def invoke(args: argparse.Namespace) -> dict:
+    import urllib.request
+    req = urllib.request.Request(f"{args.endpoint}/_craftlb/lambda/invoke/{args.group}-route53", method="POST",
+                                 data=args.payload.encode())
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.loads(resp.read())
+
+
+def tamper(args: argparse.Namespace) -> dict:
+    """Loses one instance's record and adds a record for an instance that
+    does not exist: what lost events leave behind."""
+    r53 = client(args, "route53")
+    zone = r53.list_hosted_zones()["HostedZones"][0]["Id"]
+    recs = [r for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"] if r["Type"] == "A"]
+    lost = recs[0]
+    stale = {"Name": lost["Name"], "Type": "A", "SetIdentifier": "i-00000000000000000", "Weight": 1, "TTL": 60,
+             "ResourceRecords": [{"Value": "192.0.2.250"}]}
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
+        {"Action": "DELETE", "ResourceRecordSet": lost}, {"Action": "CREATE", "ResourceRecordSet": stale}]})
+    return {"lost": lost["SetIdentifier"], "stale": stale["SetIdentifier"]}
 
 
 def eips(args: argparse.Namespace) -> dict:
@@ -169,9 +193,13 @@ def main() -> int:
     e = sub.add_parser("eips")
     e.add_argument("--pool", required=True)
     e.add_argument("--count", type=int, required=True)
+    iv = sub.add_parser("invoke")
+    iv.add_argument("--group", default="mylb-asg")
+    iv.add_argument("--payload", required=True)
+    sub.add_parser("tamper")
     args = ap.parse_args()
     commands = {"world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
-                "faults": faults, "eips": eips}
+                "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper}
     result = commands[args.cmd](args)
     print(json.dumps(result))
     return 0

@@ -26,6 +26,7 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/route53/healthchecks    -> every health check with its tags
   GET    /_craftlb/lambda/invocations      -> every local Lambda run: status, logs, payload
   GET    /_craftlb/autoscaling/actions     -> lifecycle actions and how they ended
+  POST   /_craftlb/lambda/invoke/NAME      -> run function NAME (us-east-1) on the JSON body, wait, return the run
 """
 
 from __future__ import annotations
@@ -139,6 +140,13 @@ class App:
             return reply(route53_fixes.dump_health_checks())
         if route == ("GET", "/_craftlb/lambda/invocations"):
             return reply(lambda_runner.invocations())
+        if req.method == "POST" and req.path.startswith("/_craftlb/lambda/invoke/"):
+            name = req.path.rsplit("/", 1)[-1]
+            try:
+                payload = json.loads(req.get_data(as_text=True) or "{}")
+            except ValueError as e:
+                return reply({"error": f"payload is not JSON: {e}"}, 400)
+            return reply(lambda_runner.invoke_sync("123456789012", "us-east-1", name, payload))
         if route == ("GET", "/_craftlb/autoscaling/actions"):
             return reply(lifecycle.actions())
         return reply({"error": f"no such control endpoint: {req.method} {req.path}"}, 404)
