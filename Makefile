@@ -4,13 +4,14 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help setup build lint test unit integration demo bench emulator lock clean
+.PHONY: help setup build lint test unit integration demo bench bench-lambda emulator lock clean
 
 help:
 	@echo "make demo        create, list and remove health checks on the embedded AWS emulator"
 	@echo "make test        setup, build, lint, unit and integration tests"
 	@echo "make build       static module binaries + sidecar docs into library/"
 	@echo "make bench       module benchmarks (figures, not assertions)"
+	@echo "make bench-lambda  lifecycle Lambda: calls per event, latency, init, RSS, burst"
 	@echo "make emulator    run the AWS emulator in the foreground"
 	@echo "make setup       install Debian packages, the Rust target, the Python venv"
 
@@ -39,6 +40,9 @@ demo: build
 
 bench: build
 	@scripts/bench.sh
+
+bench-lambda: build
+	@scripts/bench-lambda.sh
 
 emulator: setup
 	.venv/bin/python tests/emulator/server.py --port $${PORT:-5000}

@@ -7,7 +7,7 @@ with a fake and the wiring against the emulator.
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use craftlb_core::error::{Error, ErrorKind};
+use craftlb_core::error::Error;
 use craftlb_core::healthcheck::Config;
 use craftlb_core::lifecycle::{
     self, Addresses, FailureClass, HookMetadata, IpType, LifecycleResult, Permanent, Transition,
@@ -109,6 +109,9 @@ pub struct Report {
     pub completion: Option<String>,
     pub error: Option<String>,
     pub error_class: Option<String>,
+    /// Ask Lambda to deliver the event again: something transient left
+    /// work undone that a retry can finish.
+    pub retry: bool,
     pub aws_calls: u64,
     pub latency_ms: u64,
 }
@@ -301,6 +304,7 @@ pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report
         completion: None,
         error: None,
         error_class: None,
+        retry: false,
         aws_calls: 0,
         latency_ms: 0,
     };
@@ -357,13 +361,16 @@ pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report
                 "no active lifecycle action (expired or already completed)".into()
             }
             Err(e) => {
+                // Not completed: the hook would time out into its default
+                // result with the record already published. Try again.
+                report.retry |= e.kind().is_transient();
                 if report.error.is_none() {
                     report.error = Some(e.to_string());
                     report.error_class = Some(
-                        if e.kind() == ErrorKind::NotFound {
-                            "permanent"
-                        } else {
+                        if e.kind().is_transient() {
                             "transient"
+                        } else {
+                            "permanent"
                         }
                         .into(),
                     );
@@ -371,6 +378,11 @@ pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report
                 "failed".into()
             }
         });
+    }
+    // A leaving instance whose record could not be removed: the record
+    // would outlive it.
+    if transition == Transition::Terminating && report.error_class.as_deref() == Some("transient") {
+        report.retry = true;
     }
     finish(report, aws, calls_before, started)
 }
@@ -384,6 +396,7 @@ fn finish<A: Aws>(mut report: Report, aws: &A, calls_before: u64, started: Insta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use craftlb_core::error::ErrorKind;
     use std::cell::{Cell, RefCell};
 
     /// In-memory AWS with failure injection per operation.
@@ -779,6 +792,32 @@ mod tests {
             ["i-1"]
         );
         assert_eq!(aws.checks.borrow().len(), 1);
+    }
+
+    #[test]
+    fn transient_leftovers_ask_for_a_retry() {
+        let aws = Fake::new();
+        aws.fail
+            .borrow_mut()
+            .insert("complete", ErrorKind::Throttled);
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert!(r.retry, "{r:?}");
+        let aws = Fake::new();
+        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        aws.fail
+            .borrow_mut()
+            .insert("delete_record", ErrorKind::Transient);
+        let r = run(&aws, &msg(lifecycle::TERMINATING, None));
+        assert!(
+            r.retry && r.lifecycle_result.as_deref() == Some("CONTINUE"),
+            "{r:?}"
+        );
+        // A launch that was ABANDONed is finished business.
+        let aws = Fake::new();
+        aws.fail
+            .borrow_mut()
+            .insert("upsert_record", ErrorKind::Throttled);
+        assert!(!run(&aws, &msg(lifecycle::LAUNCHING, None)).retry);
     }
 
     #[test]

@@ -43,5 +43,6 @@ pub fn aws_params(p: &Params) -> AwsParams {
         session_token: p.str("session_token").map(str::to_owned),
         endpoint_url: p.str("endpoint_url").map(str::to_owned),
         retries: p.int("retries").and_then(|r| u32::try_from(r).ok()),
+        max_backoff: None,
     }
 }

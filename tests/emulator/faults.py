@@ -75,9 +75,13 @@ class Rule:
     throttle: float = 0.0
     error: float = 0.0
     latency_ms: int = 0
+    # Substring of the caller's User-Agent ("" = any caller), e.g.
+    # "aws-sdk-rust" to fault only the code under test, not the test driver.
+    agent: str = ""
 
-    def matches(self, service: str, operation: str) -> bool:
-        return self.service in ("*", service) and self.operation in ("*", operation)
+    def matches(self, service: str, operation: str, agent: str) -> bool:
+        return (self.service in ("*", service) and self.operation in ("*", operation)
+                and self.agent in agent)
 
 
 class FaultInjector:
@@ -95,9 +99,9 @@ class FaultInjector:
             self._rules = rules
             self._rng = random.Random(cfg.get("seed", 0))
 
-    def decide(self, service: str, operation: str) -> Fault | None:
+    def decide(self, service: str, operation: str, agent: str = "") -> Fault | None:
         with self._lock:
-            rule = next((r for r in self._rules if r.matches(service, operation)), None)
+            rule = next((r for r in self._rules if r.matches(service, operation, agent)), None)
             if rule is None:
                 return None
             x = self._rng.random()

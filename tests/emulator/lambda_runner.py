@@ -57,6 +57,17 @@ def _code_path(code: bytes) -> str:
     return path
 
 
+def _peak_rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 class _RuntimeApi:
     """One invocation's Runtime API: hands out the event once, then waits."""
 
@@ -66,6 +77,7 @@ class _RuntimeApi:
         self.function_arn = function_arn
         self.deadline_ms = deadline_ms
         self.delivered = False
+        self.first_next: float | None = None
         self.done = threading.Event()
         self.result: dict[str, Any] = {}
         self.server = make_server("127.0.0.1", 0, self, threaded=True)
@@ -87,6 +99,7 @@ class _RuntimeApi:
                 self.done.wait(timeout=60)
                 return Response("shutting down", status=500)(environ, start_response)
             self.delivered = True
+            self.first_next = time.monotonic()
             headers = {
                 "Lambda-Runtime-Aws-Request-Id": self.request_id,
                 "Lambda-Runtime-Deadline-Ms": str(self.deadline_ms),
@@ -152,15 +165,20 @@ def _invoke(fn: Any, payload: Any) -> dict[str, Any]:
         "AWS_ENDPOINT_URL": _CONFIG["endpoint_url"],
     }
     env.update(getattr(fn, "environment_vars", None) or {})
+    spawned = time.monotonic()
     proc = subprocess.Popen([os.path.join(code_dir, "bootstrap")], cwd=code_dir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     finished = api.done.wait(timeout=timeout)
+    max_rss_kb = _peak_rss_kb(proc.pid)
     proc.kill()
     out, err = proc.communicate(timeout=10)
     api.close()
     with _LOCK:
         record.update(api.result if finished else {"status": "timeout"})
         record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        # Process start to its first /next: the runtime's cold init.
+        record["init_ms"] = round((api.first_next - spawned) * 1000, 1) if api.first_next else None
+        record["max_rss_kb"] = max_rss_kb
         record["logs"] = [line for line in out.splitlines() if line.strip()]
         record["stderr"] = err[-4000:]
         return dict(record)
@@ -189,7 +207,19 @@ def send_sns_message(self: Any, function_name: str, message: str, subject: str |
             "MessageAttributes": {},
         },
     }]}
-    threading.Thread(target=_invoke, args=(fn, payload), daemon=True).start()
+    threading.Thread(target=_invoke_async, args=(fn, payload), daemon=True).start()
+
+
+# AWS retries a failed asynchronous invocation twice, about 1 and 2 minutes
+# later; here 1 and 2 seconds, so tests stay short.
+ASYNC_RETRY_DELAYS = (1.0, 2.0)
+
+
+def _invoke_async(fn: Any, payload: Any) -> None:
+    for delay in (0.0, *ASYNC_RETRY_DELAYS):
+        time.sleep(delay)
+        if _invoke(fn, payload).get("status") == "ok":
+            return
 
 
 lambda_models.LambdaBackend.send_sns_message = send_sns_message

@@ -21,7 +21,7 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/requests                -> [{"service", "operation", "status", "fault"}...]
   DELETE /_craftlb/requests                -> clears the log
   PUT    /_craftlb/faults   {"seed": 1, "rules": [{"service": "route53", "operation": "*",
-                             "throttle": 0.3, "error": 0.1, "latency_ms": 0}]}
+                             "throttle": 0.3, "error": 0.1, "latency_ms": 0, "agent": ""}]}
   DELETE /_craftlb/faults                  -> no faults
   GET    /_craftlb/route53/healthchecks    -> every health check with its tags
   GET    /_craftlb/lambda/invocations      -> every local Lambda run: status, logs, payload
@@ -87,15 +87,18 @@ def _install_call_hook() -> None:
             operation = self._get_action()
         except Exception:  # noqa: BLE001 - unknown operation: moto answers itself
             operation = "?"
-        fault = STATE.faults.decide(service, operation)
+        agent = str(getattr(self, "headers", {}).get("User-Agent", "") or "")
+        fault = STATE.faults.decide(service, operation, agent)
         if fault and fault.latency_ms:
             time.sleep(fault.latency_ms / 1000.0)
         if fault and fault.kind:
             status, headers, body = fault.response(service)
             STATE.log({"service": service, "operation": operation, "status": status, "fault": fault.kind})
             return status, headers, body
+        started = time.monotonic()
         status, headers, body = original(self)
-        STATE.log({"service": service, "operation": operation, "status": int(status), "fault": None})
+        STATE.log({"service": service, "operation": operation, "status": int(status), "fault": None,
+                   "ms": round((time.monotonic() - started) * 1000, 2)})
         return status, headers, body
 
     moto_responses.BaseResponse.call_action = call_action
