@@ -328,3 +328,69 @@ fn reconcile_repairs_lost_events() {
     // so records and checks match the group exactly again.
     assert_published_exactly(&emu);
 }
+
+#[test]
+fn instance_without_public_ip_is_not_published_and_not_cycled() {
+    let emu = Emulator::start();
+    world(&emu, &["--no-public-ip"]);
+    scale_and_wait(&emu, 1);
+    let state = scenario(&emu, &["state"]);
+    assert_eq!(
+        state["instances"][0]["public_ip"],
+        Value::Null,
+        "moto gave it a public IP: {state}"
+    );
+    let r = reports(&emu);
+    assert_eq!(r.len(), 1, "one launch, no replacement: {r:?}");
+    assert_eq!(r[0]["lifecycle_result"], "CONTINUE");
+    assert!(
+        r[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no public IP")),
+        "{}",
+        r[0]
+    );
+    assert_eq!(state["records"], serde_json::json!([]));
+}
+
+#[test]
+fn drain_switch_leaves_completion_to_the_node_and_timeout_applies_default() {
+    let emu = Emulator::start();
+    world(
+        &emu,
+        &["--metadata", r#"{"drain_seconds": 30}"#, "--heartbeat", "2"],
+    );
+    scale_and_wait(&emu, 1);
+    assert_published_exactly(&emu);
+    scale_and_wait(&emu, 0);
+    let state = assert_published_exactly(&emu);
+    assert_eq!(
+        state["records"],
+        serde_json::json!([]),
+        "record removed at once: {state}"
+    );
+    let r = reports(&emu);
+    let term = r
+        .iter()
+        .find(|x| x["transition"] == "autoscaling:EC2_INSTANCE_TERMINATING");
+    let term = term.unwrap_or_else(|| panic!("no terminate report: {r:?}"));
+    assert_eq!(term["action"], "deregistered");
+    assert_eq!(
+        term["lifecycle_result"],
+        Value::Null,
+        "the Lambda must not complete: {term}"
+    );
+    let actions = control(&emu, "/_craftlb/autoscaling/actions");
+    let histories: Vec<Value> = actions
+        .as_array()
+        .map(|a| a.iter().map(|x| x["history"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        histories,
+        vec![
+            serde_json::json!(["complete:CONTINUE"]),
+            serde_json::json!(["timeout:CONTINUE"])
+        ],
+        "{actions}"
+    );
+}

@@ -53,10 +53,13 @@ def world(args: argparse.Namespace) -> dict:
                              Architectures=["x86_64"])["FunctionArn"]
     sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=fn)
     image = ec2.describe_images()["Images"][0]["ImageId"]
-    lt = ec2.create_launch_template(LaunchTemplateName=f"{args.group}-lt", LaunchTemplateData={
-        "ImageId": image, "InstanceType": "t3.nano",
-        "NetworkInterfaces": [{"DeviceIndex": 0, "AssociatePublicIpAddress": not args.no_public_ip}]})
+    lt = ec2.create_launch_template(LaunchTemplateName=f"{args.group}-lt",
+                                    LaunchTemplateData={"ImageId": image, "InstanceType": "t3.nano"})
     subnet = ec2.describe_subnets()["Subnets"][0]
+    if args.no_public_ip:
+        # As in AWS, a non-default subnet maps no public IPs on launch.
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="172.31.200.0/24")["Subnet"]
     tags = [{"ResourceId": args.group, "ResourceType": "auto-scaling-group", "Key": "Name", "Value": args.group,
              "PropagateAtLaunch": True}]
     if args.domain:
