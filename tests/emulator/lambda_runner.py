@@ -166,7 +166,9 @@ def _invoke(fn: Any, payload: Any) -> dict[str, Any]:
     }
     env.update(getattr(fn, "environment_vars", None) or {})
     spawned = time.monotonic()
-    proc = subprocess.Popen([os.path.join(code_dir, "bootstrap")], cwd=code_dir, env=env,
+    # make dist runs arm64 builds through qemu-user (CRAFTLB_LAMBDA_EXEC_PREFIX).
+    prefix = os.environ.get("CRAFTLB_LAMBDA_EXEC_PREFIX", "").split()
+    proc = subprocess.Popen([*prefix, os.path.join(code_dir, "bootstrap")], cwd=code_dir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     finished = api.done.wait(timeout=timeout)
     max_rss_kb = _peak_rss_kb(proc.pid)
