@@ -7,6 +7,7 @@ lookup starts at name/type/set identifier with MaxItems 1).
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
@@ -90,32 +91,11 @@ impl SdkAws {
 
 impl Aws for SdkAws {
     async fn group_tags(&self, group: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
-        self.count();
-        let out = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .map_err(|e| {
-                Error::from_sdk(
-                    "Auto Scaling",
-                    "DescribeAutoScalingGroups",
-                    format!("describe group '{group}'"),
-                    e,
-                )
-            })?;
-        Ok(out.auto_scaling_groups().first().map(|g| {
-            g.tags()
-                .iter()
-                .filter_map(|t| {
-                    Some((
-                        t.key()?.to_owned(),
-                        t.value().unwrap_or_default().to_owned(),
-                    ))
-                })
-                .collect()
-        }))
+        Ok(self
+            .describe_group(group)
+            .await?
+            .as_ref()
+            .map(group_tag_map))
     }
 
     async fn instance_addresses(&self, instance_id: &str) -> Result<Option<Addresses>, Error> {
@@ -393,22 +373,7 @@ impl Aws for SdkAws {
     }
 
     async fn group(&self, group: &str) -> Result<Option<Group>, Error> {
-        self.count();
-        let out = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .map_err(|e| {
-                Error::from_sdk(
-                    "Auto Scaling",
-                    "DescribeAutoScalingGroups",
-                    format!("describe group '{group}'"),
-                    e,
-                )
-            })?;
-        let Some(g) = out.auto_scaling_groups().first() else {
+        let Some(g) = self.describe_group(group).await? else {
             return Ok(None);
         };
         self.count();
@@ -427,16 +392,7 @@ impl Aws for SdkAws {
                 )
             })?;
         Ok(Some(Group {
-            tags: g
-                .tags()
-                .iter()
-                .filter_map(|t| {
-                    Some((
-                        t.key()?.to_owned(),
-                        t.value().unwrap_or_default().to_owned(),
-                    ))
-                })
-                .collect(),
+            tags: group_tag_map(&g),
             instances: g
                 .instances()
                 .iter()
@@ -544,6 +500,25 @@ impl Aws for SdkAws {
 }
 
 impl SdkAws {
+    async fn describe_group(&self, group: &str) -> Result<Option<AutoScalingGroup>, Error> {
+        self.count();
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from_sdk(
+                    "Auto Scaling",
+                    "DescribeAutoScalingGroups",
+                    format!("describe group '{group}'"),
+                    e,
+                )
+            })?;
+        Ok(out.auto_scaling_groups().first().cloned())
+    }
+
     async fn change(
         &self,
         action: ChangeAction,
@@ -593,4 +568,16 @@ impl SdkAws {
             .map_err(|e| Error::from_sdk("Route 53", op, what, e))?;
         Ok(())
     }
+}
+
+fn group_tag_map(g: &AutoScalingGroup) -> BTreeMap<String, String> {
+    g.tags()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
 }

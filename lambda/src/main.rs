@@ -1,6 +1,9 @@
 //! `bootstrap` for the provided.al2023 runtime: builds the AWS clients once,
 //! then serves events. Every event ends as one JSON log line on stdout.
 
+// The handler's future nests every SDK call's future (layout depth > 128).
+#![recursion_limit = "256"]
+
 use std::time::Duration;
 
 use craftlb_core::aws::{AwsParams, sdk_config};
