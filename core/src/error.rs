@@ -142,6 +142,19 @@ impl Error {
     }
 }
 
+/// `map_err` adapter: `.map_err(sdk_error("EC2", "DescribeInstances", "describe instance 'i-1'"))`.
+pub fn sdk_error<E>(
+    service: &'static str,
+    operation: &'static str,
+    action: impl Into<String>,
+) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let action = action.into();
+    move |e| Error::from_sdk(service, operation, action, e)
+}
+
 fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, status: Option<u16>) -> ErrorKind {
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {

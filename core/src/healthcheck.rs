@@ -378,8 +378,7 @@ where
         + Sync
         + 'static,
 {
-    let action = action.into();
-    move |e| Error::from_sdk(SERVICE, op, action, e)
+    crate::error::sdk_error(SERVICE, op, action)
 }
 
 impl HealthChecks {

@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
-use craftlb_core::error::{Error, ErrorKind};
+use craftlb_core::error::{Error, ErrorKind, sdk_error};
 use craftlb_core::healthcheck::{Config, HealthChecks, plan_tags};
 use craftlb_core::lifecycle::{self, Addresses, LifecycleResult};
 
@@ -66,14 +66,11 @@ impl SdkAws {
             )
             .send()
             .await
-            .map_err(|e| {
-                Error::from_sdk(
-                    "EC2",
-                    "DescribeAddresses",
-                    format!("list Elastic IP pool '{pool}'"),
-                    e,
-                )
-            })?;
+            .map_err(sdk_error(
+                "EC2",
+                "DescribeAddresses",
+                format!("list Elastic IP pool '{pool}'"),
+            ))?;
         Ok(out
             .addresses()
             .iter()
@@ -150,14 +147,11 @@ impl Aws for SdkAws {
                 .max_items(1)
                 .send()
                 .await
-                .map_err(|e| {
-                    Error::from_sdk(
-                        "Route 53",
-                        "ListHostedZonesByName",
-                        format!("find the hosted zone of '{record}'"),
-                        e,
-                    )
-                })?;
+                .map_err(sdk_error(
+                    "Route 53",
+                    "ListHostedZonesByName",
+                    format!("find the hosted zone of '{record}'"),
+                ))?;
             let zone = out.hosted_zones().first().filter(|z| {
                 z.name().eq_ignore_ascii_case(&candidate)
                     && !z.config().is_some_and(|c| c.private_zone())
@@ -228,14 +222,11 @@ impl Aws for SdkAws {
             .association_id(&assoc)
             .send()
             .await
-            .map_err(|e| {
-                Error::from_sdk(
-                    "EC2",
-                    "DisassociateAddress",
-                    format!("release {ip} from '{instance_id}'"),
-                    e,
-                )
-            })?;
+            .map_err(sdk_error(
+                "EC2",
+                "DisassociateAddress",
+                format!("release {ip} from '{instance_id}'"),
+            ))?;
         Ok(true)
     }
 
@@ -285,14 +276,11 @@ impl Aws for SdkAws {
             .max_items(1)
             .send()
             .await
-            .map_err(|e| {
-                Error::from_sdk(
-                    "Route 53",
-                    "ListResourceRecordSets",
-                    format!("find record {name} ({set_identifier})"),
-                    e,
-                )
-            })?;
+            .map_err(sdk_error(
+                "Route 53",
+                "ListResourceRecordSets",
+                format!("find record {name} ({set_identifier})"),
+            ))?;
         Ok(out
             .resource_record_sets()
             .iter()
@@ -301,19 +289,7 @@ impl Aws for SdkAws {
                     && *r.r#type() == RrType::A
                     && r.set_identifier() == Some(set_identifier)
             })
-            .map(|r| Record {
-                zone_id: zone_id.to_owned(),
-                name: r.name().to_owned(),
-                set_identifier: set_identifier.to_owned(),
-                ip: r
-                    .resource_records()
-                    .first()
-                    .map(|v| v.value().to_owned())
-                    .unwrap_or_default(),
-                ttl: r.ttl().unwrap_or_default(),
-                weight: r.weight().unwrap_or_default(),
-                health_check_id: r.health_check_id().map(str::to_owned),
-            }))
+            .map(|r| record_from(zone_id, r)))
     }
 
     async fn upsert_record(&self, record: &Record) -> Result<(), Error> {
@@ -383,14 +359,11 @@ impl Aws for SdkAws {
             .auto_scaling_group_name(group)
             .send()
             .await
-            .map_err(|e| {
-                Error::from_sdk(
-                    "Auto Scaling",
-                    "DescribeLifecycleHooks",
-                    format!("describe hooks of '{group}'"),
-                    e,
-                )
-            })?;
+            .map_err(sdk_error(
+                "Auto Scaling",
+                "DescribeLifecycleHooks",
+                format!("describe hooks of '{group}'"),
+            ))?;
         Ok(Some(Group {
             tags: group_tag_map(&g),
             instances: g
@@ -429,28 +402,18 @@ impl Aws for SdkAws {
                 .max_items(300)
                 .send()
                 .await
-                .map_err(|e| {
-                    Error::from_sdk("Route 53", "ListResourceRecordSets", what.clone(), e)
-                })?;
+                .map_err(sdk_error(
+                    "Route 53",
+                    "ListResourceRecordSets",
+                    what.clone(),
+                ))?;
             let mut past_name = false;
             for r in page.resource_record_sets() {
                 if !r.name().eq_ignore_ascii_case(name) || *r.r#type() != RrType::A {
                     past_name = true;
                     break;
                 }
-                out.push(Record {
-                    zone_id: zone_id.to_owned(),
-                    name: r.name().to_owned(),
-                    set_identifier: r.set_identifier().unwrap_or_default().to_owned(),
-                    ip: r
-                        .resource_records()
-                        .first()
-                        .map(|v| v.value().to_owned())
-                        .unwrap_or_default(),
-                    ttl: r.ttl().unwrap_or_default(),
-                    weight: r.weight().unwrap_or_default(),
-                    health_check_id: r.health_check_id().map(str::to_owned),
-                });
+                out.push(record_from(zone_id, r));
             }
             match (
                 past_name,
@@ -508,14 +471,11 @@ impl SdkAws {
             .auto_scaling_group_names(group)
             .send()
             .await
-            .map_err(|e| {
-                Error::from_sdk(
-                    "Auto Scaling",
-                    "DescribeAutoScalingGroups",
-                    format!("describe group '{group}'"),
-                    e,
-                )
-            })?;
+            .map_err(sdk_error(
+                "Auto Scaling",
+                "DescribeAutoScalingGroups",
+                format!("describe group '{group}'"),
+            ))?;
         Ok(out.auto_scaling_groups().first().cloned())
     }
 
@@ -565,7 +525,7 @@ impl SdkAws {
             .change_batch(batch)
             .send()
             .await
-            .map_err(|e| Error::from_sdk("Route 53", op, what, e))?;
+            .map_err(sdk_error("Route 53", op, what))?;
         Ok(())
     }
 }
@@ -580,4 +540,21 @@ fn group_tag_map(g: &AutoScalingGroup) -> BTreeMap<String, String> {
             ))
         })
         .collect()
+}
+
+/// craftlb's view of a weighted A record as Route 53 lists it.
+fn record_from(zone_id: &str, r: &ResourceRecordSet) -> Record {
+    Record {
+        zone_id: zone_id.to_owned(),
+        name: r.name().to_owned(),
+        set_identifier: r.set_identifier().unwrap_or_default().to_owned(),
+        ip: r
+            .resource_records()
+            .first()
+            .map(|v| v.value().to_owned())
+            .unwrap_or_default(),
+        ttl: r.ttl().unwrap_or_default(),
+        weight: r.weight().unwrap_or_default(),
+        health_check_id: r.health_check_id().map(str::to_owned),
+    }
 }
