@@ -4,11 +4,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help setup build lint test unit integration demo bench bench-lambda dist emulator lock clean
+.PHONY: help setup build lint test unit integration molecule demo bench bench-lambda dist emulator lock clean
 
 help:
 	@echo "make demo        create, list and remove health checks on the embedded AWS emulator"
 	@echo "make test        setup, build, lint, unit and integration tests"
+	@echo "make molecule    the loadbalancer role's molecule scenario (real haproxy on loopback)"
 	@echo "make build       static module binaries + sidecar docs into library/"
 	@echo "make bench       module benchmarks (figures, not assertions)"
 	@echo "make bench-lambda  lifecycle Lambda: calls per event, latency, init, RSS, burst"
@@ -25,7 +26,7 @@ build: setup
 lint: build
 	cargo fmt --all -- --check
 	scripts/cargo.sh clippy --all-targets -- -D warnings
-	.venv/bin/ansible-lint --profile production --offline -q playbooks tests/integration
+	.venv/bin/ansible-lint --profile production --offline -q playbooks roles tests/integration
 
 unit: build
 	scripts/cargo.sh test --lib --bins
@@ -35,6 +36,11 @@ integration: build
 
 test: setup build lint
 	scripts/cargo.sh test
+	$(MAKE) --no-print-directory molecule
+
+# Role scenarios on this machine (haproxy on 127.0.77.x / 127.0.78.x).
+molecule: build
+	cd roles/loadbalancer && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
 
 demo: build
 	@scripts/demo.sh

@@ -13,8 +13,9 @@ log() { printf 'setup: %s\n' "$*"; }
 # musl-tools: static x86_64 binaries (aws-lc-sys compiles C through cc).
 # haproxy: the load balancer the roles configure and the tests run.
 # hyperfine: make bench. curl: the demo and tests talk to the emulator.
-# zip: the Lambda's deployment package.
-PKGS=(musl-tools haproxy hyperfine curl zip)
+# zip: the Lambda's deployment package. wrk: load for the node tests and make bench-lb.
+# openssl: test certificates for the TLS backends.
+PKGS=(musl-tools haproxy hyperfine curl zip wrk openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

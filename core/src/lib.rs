@@ -7,6 +7,7 @@ craftlb-core: what the Ansible modules and the Lambda share.
 - [`paginate`]: marker-following pagination with loop protection.
 - [`healthcheck`]: Route 53 health checks — model, pure plan, API calls.
 - [`lifecycle`]: lifecycle hooks → Route 53 decisions (pure).
+- [`peers`]: a node's stick-table peers from its Auto Scaling group.
 */
 
 pub mod aws;
@@ -14,5 +15,6 @@ pub mod error;
 pub mod healthcheck;
 pub mod lifecycle;
 pub mod paginate;
+pub mod peers;
 
 pub use error::{Error, ErrorKind, Result};

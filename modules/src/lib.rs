@@ -8,5 +8,7 @@ function. The binaries in `src/bin/` are one call each.
 */
 
 pub mod aws;
+pub mod haproxy;
 pub mod protocol;
 pub mod route53_healthcheck;
+pub mod update_peers;

@@ -87,7 +87,7 @@ pub fn library(modules: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 /// Environment for Ansible and the modules: dummy credentials only.
-fn ansible_command(tool: &str, library: &Path) -> Command {
+pub fn ansible_command(tool: &str, library: &Path) -> Command {
     let mut cmd = Command::new(venv_bin(tool));
     cmd.current_dir(repo_root())
         .env("ANSIBLE_CONFIG", repo_root().join("ansible.cfg"))
@@ -173,4 +173,99 @@ pub fn scenario(emulator: &Emulator, args: &[&str]) -> serde_json::Value {
 pub fn control(emulator: &Emulator, path: &str) -> serde_json::Value {
     let body = curl(&[&format!("{}{path}", emulator.url)]);
     serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}
+
+/// A haproxy started by a test (daemon mode, pidfile); stopped on drop,
+/// master and workers alike.
+pub struct Haproxy {
+    pub pidfile: PathBuf,
+}
+
+impl Haproxy {
+    /// Starts `haproxy -D -p <pidfile> <args>`; panics with haproxy's own
+    /// message when it does not start.
+    pub fn start(pidfile: &Path, args: &[&str]) -> Haproxy {
+        let out = Command::new("haproxy")
+            .arg("-D")
+            .arg("-p")
+            .arg(pidfile)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run haproxy (make setup installs it): {e}"));
+        assert_success("haproxy", &out);
+        Haproxy::adopt(pidfile)
+    }
+
+    /// Takes over a haproxy something else started (the role, in process mode).
+    pub fn adopt(pidfile: &Path) -> Haproxy {
+        Haproxy {
+            pidfile: pidfile.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// SIGUSR2 to the master: a hitless reload.
+    pub fn reload(&self) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("no pid in {}", self.pidfile.display()));
+        let out = Command::new("kill")
+            .args(["-USR2", &pid.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert_success("kill -USR2", &out);
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // The master forwards SIGTERM to its workers; a plain daemon exits.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while Path::new(&format!("/proc/{pid}")).exists()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Test backends: one haproxy answering each `(name, address)` over HTTP on
+/// `address:port` with the body `name`.
+pub fn http_backends(dir: &Path, port: u16, backends: &[(&str, &str)]) -> Haproxy {
+    let mut cfg = String::from(
+        "global\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n",
+    );
+    for (name, addr) in backends {
+        cfg.push_str(&format!(
+            "frontend {name}\n    bind {addr}:{port}\n    http-request return status 200 content-type text/plain string \"{name}\"\n"
+        ));
+    }
+    let path = dir.join("backends.cfg");
+    std::fs::write(&path, cfg).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let pidfile = dir.join("backends.pid");
+    Haproxy::start(&pidfile, &["-f", &path.to_string_lossy()])
+}
+
+/// One command on a haproxy runtime API socket.
+pub fn haproxy_runtime(socket: &Path, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    s.write_all(format!("{command}\n").as_bytes())
+        .unwrap_or_else(|e| panic!("write to {}: {e}", socket.display()));
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .unwrap_or_else(|e| panic!("read from {}: {e}", socket.display()));
+    out
 }

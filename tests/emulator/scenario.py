@@ -9,6 +9,7 @@
   scenario.py --endpoint URL eips --pool NAME --count N
   scenario.py --endpoint URL invoke --group G --payload JSON          (direct, waits)
   scenario.py --endpoint URL tamper        (drop one record, add a stale one)
+  scenario.py --endpoint URL terminate --instance ID   (scale in that instance)
 
 Prints one JSON object. Dummy credentials only.
 """
@@ -42,21 +43,28 @@ def world(args: argparse.Namespace) -> dict:
     role = iam.create_role(RoleName=f"{args.group}-lambda", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                                 "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
-        info.external_attr = 0o755 << 16
-        with open(args.bootstrap, "rb") as f:
-            zf.writestr(info, f.read())
-    fn = lam.create_function(FunctionName=f"{args.group}-route53", Runtime="provided.al2023", Role=role,
-                             Handler="bootstrap", Code={"ZipFile": buf.getvalue()}, Timeout=30,
-                             Architectures=["x86_64"])["FunctionArn"]
-    sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=fn)
+    fn = None
+    if args.bootstrap:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o755 << 16
+            with open(args.bootstrap, "rb") as f:
+                zf.writestr(info, f.read())
+        fn = lam.create_function(FunctionName=f"{args.group}-route53", Runtime="provided.al2023", Role=role,
+                                 Handler="bootstrap", Code={"ZipFile": buf.getvalue()}, Timeout=30,
+                                 Architectures=["x86_64"])["FunctionArn"]
+        sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=fn)
     image = ec2.describe_images()["Images"][0]["ImageId"]
     lt = ec2.create_launch_template(LaunchTemplateName=f"{args.group}-lt",
                                     LaunchTemplateData={"ImageId": image, "InstanceType": "t3.nano"})
     subnet = ec2.describe_subnets()["Subnets"][0]
-    if args.no_public_ip:
+    if args.subnet_cidr:
+        # Peers tests: a VPC on 127.x addresses gives instances private IPs a
+        # test can bind haproxy nodes to (AWS would refuse the CIDR; moto does not).
+        vpc = ec2.create_vpc(CidrBlock=args.subnet_cidr)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=args.subnet_cidr)["Subnet"]
+    elif args.no_public_ip:
         # As in AWS, a non-default subnet maps no public IPs on launch.
         vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="172.31.200.0/24")["Subnet"]
@@ -68,8 +76,9 @@ def world(args: argparse.Namespace) -> dict:
     asg.create_auto_scaling_group(AutoScalingGroupName=args.group, MinSize=0, MaxSize=20, DesiredCapacity=0,
                                   LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplate"]["LaunchTemplateId"]},
                                   VPCZoneIdentifier=subnet["SubnetId"], Tags=tags)
-    for name, transition, default in ((f"{args.group}-launching", "autoscaling:EC2_INSTANCE_LAUNCHING", "ABANDON"),
-                                      (f"{args.group}-terminating", "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE")):
+    hooks = () if args.no_hooks else ((f"{args.group}-launching", "autoscaling:EC2_INSTANCE_LAUNCHING", "ABANDON"),
+                                       (f"{args.group}-terminating", "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE"))
+    for name, transition, default in hooks:
         hook = {"AutoScalingGroupName": args.group, "LifecycleHookName": name, "LifecycleTransition": transition,
                 "NotificationTargetARN": topic, "RoleARN": role, "HeartbeatTimeout": args.heartbeat,
                 "DefaultResult": default}
@@ -128,6 +137,13 @@ def scale(args: argparse.Namespace) -> dict:
     return {"desired": args.desired}
 
 
+def terminate(args: argparse.Namespace) -> dict:
+    """Scale-in of one chosen instance (desired capacity decremented)."""
+    act = client(args, "autoscaling").terminate_instance_in_auto_scaling_group(
+        InstanceId=args.instance, ShouldDecrementDesiredCapacity=True)["Activity"]
+    return {"activity": act.get("Description", "")}
+
+
 def instances(args: argparse.Namespace) -> list[dict]:
     groups = client(args, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[args.group])
     out = []
@@ -137,8 +153,10 @@ def instances(args: argparse.Namespace) -> list[dict]:
         if ids:
             for r in client(args, "ec2").describe_instances(InstanceIds=ids)["Reservations"]:
                 for i in r["Instances"]:
-                    ips[i["InstanceId"]] = i.get("PublicIpAddress")
-        out += [{"id": i["InstanceId"], "state": i["LifecycleState"], "public_ip": ips.get(i["InstanceId"])}
+                    ips[i["InstanceId"]] = (i.get("PublicIpAddress"), i.get("PrivateIpAddress"))
+        out += [{"id": i["InstanceId"], "state": i["LifecycleState"],
+                 "public_ip": ips.get(i["InstanceId"], (None, None))[0],
+                 "private_ip": ips.get(i["InstanceId"], (None, None))[1]}
                 for i in g["Instances"]]
     return out
 
@@ -172,13 +190,15 @@ def main() -> int:
     ap.add_argument("--endpoint", required=True)
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("world")
-    w.add_argument("--bootstrap", required=True)
+    w.add_argument("--bootstrap", help="Lambda bootstrap to subscribe to the lifecycle topic")
     w.add_argument("--group", default="mylb-asg")
     w.add_argument("--domain", default="lb.example.com")
     w.add_argument("--zone", default="example.com.")
     w.add_argument("--metadata")
     w.add_argument("--heartbeat", type=int, default=60)
     w.add_argument("--no-public-ip", action="store_true")
+    w.add_argument("--no-hooks", action="store_true", help="no lifecycle hooks: instances go InService at once")
+    w.add_argument("--subnet-cidr", help="launch into a new VPC/subnet with this CIDR (e.g. 127.77.0.0/24)")
     s = sub.add_parser("scale")
     s.add_argument("--group", default="mylb-asg")
     s.add_argument("--desired", type=int, required=True)
@@ -200,9 +220,12 @@ def main() -> int:
     iv.add_argument("--group", default="mylb-asg")
     iv.add_argument("--payload", required=True)
     sub.add_parser("tamper")
+    tm = sub.add_parser("terminate")
+    tm.add_argument("--instance", required=True)
     args = ap.parse_args()
     commands = {"world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
-                "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper}
+                "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper,
+                "terminate": terminate}
     result = commands[args.cmd](args)
     print(json.dumps(result))
     return 0

@@ -26,6 +26,7 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/route53/healthchecks    -> every health check with its tags
   GET    /_craftlb/lambda/invocations      -> every local Lambda run: status, logs, payload
   GET    /_craftlb/autoscaling/actions     -> lifecycle actions and how they ended
+  PUT/GET /_craftlb/imds/<instance-id>/latest/...  -> IMDSv2 of that instance (imds.py)
   POST   /_craftlb/lambda/invoke/NAME      -> run function NAME (us-east-1) on the JSON body, wait, return the run
 """
 
@@ -54,6 +55,7 @@ from moto.moto_server.werkzeug_app import (
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import imds  # noqa: E402  (per-instance IMDSv2)
 import lambda_runner  # noqa: E402  (runs SNS-delivered functions' bootstrap locally)
 import lifecycle  # noqa: E402  (lifecycle hooks that hold instances)
 import route53_fixes  # noqa: E402  (patches moto's Route 53 on import)
@@ -121,6 +123,9 @@ class App:
             return Response(json.dumps(obj), status=status, mimetype="application/json")
 
         route = (req.method, req.path)
+        if req.path.startswith("/_craftlb/imds/"):
+            status, text, headers = imds.handle(req.method, req.path[len("/_craftlb/imds/"):], req.headers)
+            return Response(text, status=status, mimetype="text/plain", headers=headers)
         if route == ("GET", "/_craftlb/health"):
             return reply({"ok": True})
         if route == ("GET", "/_craftlb/requests"):

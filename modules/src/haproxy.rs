@@ -1,0 +1,195 @@
+/*!
+What a module does to a local haproxy: validate a configuration, reload the
+master hitlessly, and talk to the runtime API (stats socket) to drain.
+*/
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// `haproxy -c` over the given files (in order), with the local peer name.
+/// Err carries haproxy's own output, which names file and line.
+pub fn validate(bin: &str, local_peer: &str, files: &[PathBuf]) -> Result<(), String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c").arg("-L").arg(local_peer);
+    for f in files {
+        cmd.arg("-f").arg(f);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run '{bin}' to validate the configuration: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A warning means a config we did not mean (e.g. a peers section without
+    // the local peer is silently dropped), so it fails like an error.
+    if out.status.success() && !text.contains("[WARNING]") && !text.contains("[ALERT]") {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{bin} -c -L {local_peer}{}' rejected the configuration ({}):\n{}",
+            files
+                .iter()
+                .map(|f| format!(" -f {}", f.display()))
+                .collect::<String>(),
+            out.status,
+            text.trim()
+        ))
+    }
+}
+
+/// How haproxy is told to reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// SIGUSR2 to the master-worker master whose pid is the pidfile's first line.
+    MasterPidfile(PathBuf),
+    /// A command, e.g. `systemctl reload craftlb-haproxy.service`.
+    Command(Vec<String>),
+}
+
+pub fn reload(how: &Reload) -> Result<(), String> {
+    let argv: Vec<String> = match how {
+        Reload::MasterPidfile(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read haproxy pidfile '{}': {e}", p.display()))?;
+            let pid = text
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse::<u32>().ok())
+                .ok_or_else(|| {
+                    format!("haproxy pidfile '{}' holds no pid: {text:?}", p.display())
+                })?;
+            vec!["kill".into(), "-USR2".into(), pid.to_string()]
+        }
+        Reload::Command(argv) => argv.clone(),
+    };
+    let Some((prog, args)) = argv.split_first() else {
+        return Err("reload_command is empty".into());
+    };
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run reload command {argv:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "reload command {argv:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// One runtime-API command on the stats socket; the answer as text.
+pub fn runtime(socket: &Path, command: &str) -> Result<String, String> {
+    let what = |e: std::io::Error| {
+        format!(
+            "haproxy runtime API '{}' ({command}): {e}",
+            socket.display()
+        )
+    };
+    let mut s = UnixStream::connect(socket).map_err(what)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(what)?;
+    s.write_all(format!("{command}\n").as_bytes())
+        .map_err(what)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(what)?;
+    Ok(out)
+}
+
+/// A frontend row of `show stat`: name, current sessions, status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendStat {
+    pub name: String,
+    pub sessions: u64,
+    pub status: String,
+}
+
+/// The FRONTEND rows of a `show stat` CSV answer.
+pub fn frontends(csv: &str) -> Result<Vec<FrontendStat>, String> {
+    let mut lines = csv.lines();
+    let header = lines
+        .next()
+        .and_then(|h| h.strip_prefix("# "))
+        .ok_or_else(|| format!("unexpected 'show stat' answer: {:?}", csv.lines().next()))?;
+    let cols: Vec<&str> = header.split(',').collect();
+    let col = |name: &str| {
+        cols.iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| format!("'show stat' has no column '{name}'"))
+    };
+    let (px, sv, scur, status) = (col("pxname")?, col("svname")?, col("scur")?, col("status")?);
+    let mut out = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.get(sv) != Some(&"FRONTEND") {
+            continue;
+        }
+        out.push(FrontendStat {
+            name: f.get(px).copied().unwrap_or_default().to_owned(),
+            sessions: f.get(scur).and_then(|s| s.parse().ok()).unwrap_or(0),
+            status: f.get(status).copied().unwrap_or_default().to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontend_rows_from_show_stat() {
+        let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,status\n\
+                   fe_http,FRONTEND,,,3,5,100,9,OPEN\n\
+                   acme_http,s1,0,0,1,1,,4,UP\n\
+                   stats,FRONTEND,,,1,1,100,2,OPEN\n\
+                   fe_https,FRONTEND,,,0,2,100,7,PAUSED\n\n";
+        let rows = frontends(csv).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[0],
+            FrontendStat {
+                name: "fe_http".into(),
+                sessions: 3,
+                status: "OPEN".into()
+            }
+        );
+        assert_eq!(rows[2].status, "PAUSED");
+        assert!(frontends("Unknown command\n").is_err());
+    }
+
+    #[test]
+    fn validation_reports_haproxy_output_and_fails_on_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = dir.path().join("peers.cfg");
+        std::fs::write(&peers, "peers p\n    peer i-a 127.0.0.1:7777\n").unwrap();
+        assert_eq!(
+            validate("haproxy", "i-a", std::slice::from_ref(&peers)),
+            Ok(())
+        );
+        // Not the local peer: haproxy only warns and drops the section.
+        let e = validate("haproxy", "i-zzz", std::slice::from_ref(&peers)).unwrap_err();
+        assert!(e.contains("no peer named 'i-zzz'"), "{e}");
+        let e = validate("/nonexistent/haproxy", "i-a", &[peers]).unwrap_err();
+        assert!(e.contains("cannot run"), "{e}");
+    }
+
+    #[test]
+    fn reload_reads_the_pidfile_and_reports_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        std::fs::write(&pidfile, "garbage\n").unwrap();
+        let e = reload(&Reload::MasterPidfile(pidfile)).unwrap_err();
+        assert!(e.contains("holds no pid"), "{e}");
+        let e = reload(&Reload::Command(vec!["false".into()])).unwrap_err();
+        assert!(e.contains("failed"), "{e}");
+        assert_eq!(reload(&Reload::Command(vec!["true".into()])), Ok(()));
+    }
+}
