@@ -410,3 +410,136 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
+    let emu = Emulator::start();
+    let bootstrap = support::workspace_bin("bootstrap");
+    scenario(
+        &emu,
+        &[
+            "world",
+            "--bootstrap",
+            &bootstrap.to_string_lossy(),
+            "--group",
+            "drain-asg",
+            "--subnet-cidr",
+            "127.77.2.0/24",
+            "--metadata",
+            r#"{"drain_seconds": 20}"#,
+            "--heartbeat",
+            "60",
+        ],
+    );
+    scenario(&emu, &["scale", "--group", "drain-asg", "--desired", "1"]);
+    let got = scenario(
+        &emu,
+        &[
+            "wait",
+            "--group",
+            "drain-asg",
+            "--in-service",
+            "1",
+            "--timeout",
+            "60",
+        ],
+    );
+    let id = got["instances"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got}"))
+        .to_owned();
+    let ip = got["instances"][0]["private_ip"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got}"))
+        .to_owned();
+
+    // A backend that takes 2 s per request: the connection a drain must not cut.
+    let backends_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lua = backends_dir.path().join("sleep.lua");
+    std::fs::write(
+        &lua,
+        "core.register_action('sleep2', {'http-req'}, function(txn) core.msleep(2000) end)\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = backends_dir.path().join("slow.cfg");
+    let text = format!(
+        "global\n    maxconn 100\n    lua-load {}\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend slow\n    bind 127.78.2.1:8080\n    http-request lua.sleep2\n\
+         http-request return status 200 content-type text/plain string slow-backend\n",
+        lua.display()
+    );
+    std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
+    let _backend = Haproxy::start(
+        &backends_dir.path().join("slow.pid"),
+        &["-f", &cfg.to_string_lossy()],
+    );
+
+    let n = Node::new(&ip, &id);
+    let vars = n.vars(
+        app_mapping(&["127.78.2.1"]),
+        json!({"loadbalancer_endpoint_url": emu.url}),
+    );
+    let (out, _node) = n.deploy(&vars, Some(&n.imds(&emu)));
+    assert_success("deploy", &out);
+
+    let url = format!("http://{}:8080/", n.ip);
+    let in_flight = Command::new("curl")
+        .args(["-s", "-m", "20", "-H", "Host: app.example.com", &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    std::thread::sleep(Duration::from_millis(300));
+    scenario(&emu, &["scale", "--group", "drain-asg", "--desired", "0"]);
+
+    let (ok, res) = n.update_peers(
+        json!({"peers_file": n.path("etc/peers.cfg"), "validate_with": [n.path("etc/haproxy.cfg")],
+               "master_pidfile": n.path("run/haproxy.pid"), "endpoint_url": emu.url,
+               "drain": true, "stats_socket": n.socket()}),
+        Some(&n.imds(&emu)),
+    );
+    assert!(ok, "{res}");
+    assert_eq!(res["target_lifecycle_state"], "Terminated", "{res}");
+    assert_eq!(
+        res["drain"]["completed_hooks"],
+        json!(["drain-asg-terminating"]),
+        "{res}"
+    );
+    assert_eq!(res["drain"]["open_connections_left"], 0, "{res}");
+    assert_eq!(
+        res["drain"]["drain_seconds"], 20,
+        "the hook's drain time applies: {res}"
+    );
+    assert!(
+        res["drain"]["waited_ms"].as_u64().unwrap_or(0) >= 1000,
+        "did not wait for the open request: {res}"
+    );
+
+    let out = in_flight
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "slow-backend",
+        "the open request was cut"
+    );
+    let refused = Command::new("curl")
+        .args(["-s", "-m", "5", &url])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        refused.code(),
+        Some(7),
+        "a drained node must refuse new connections"
+    );
+
+    let actions = support::control(&emu, "/_craftlb/autoscaling/actions");
+    let histories: Vec<Value> = actions
+        .as_array()
+        .map(|a| a.iter().map(|x| x["history"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        histories,
+        vec![json!(["complete:CONTINUE"]), json!(["complete:CONTINUE"])],
+        "launch completed by the Lambda, termination by the node: {actions}"
+    );
+}

@@ -269,3 +269,20 @@ pub fn haproxy_runtime(socket: &Path, command: &str) -> String {
         .unwrap_or_else(|e| panic!("read from {}: {e}", socket.display()));
     out
 }
+
+/// A binary of another workspace package built by the same `cargo test`
+/// run (it sits beside this test's deps/ directory).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("no target directory above {}", exe.display()));
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests through `cargo test` at the workspace root",
+        bin.display()
+    );
+    bin
+}
