@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help setup build lint test unit integration molecule demo bench bench-lambda dist emulator lock clean
+.PHONY: help setup build lint test unit integration molecule demo bench bench-lambda bench-lb dist emulator lock clean
 
 help:
 	@echo "make demo        create, list and remove health checks on the embedded AWS emulator"
@@ -13,6 +13,7 @@ help:
 	@echo "make build       static module binaries + sidecar docs into library/"
 	@echo "make bench       module benchmarks (figures, not assertions)"
 	@echo "make bench-lambda  lifecycle Lambda: calls per event, latency, init, RSS, burst"
+	@echo "make bench-lb    load balancer node: req/s vs direct, reloads under load, update_peers time"
 	@echo "make dist        arm64 Lambda zip, smoke-tested under qemu (slow: ~10 min clean)"
 	@echo "make emulator    run the AWS emulator in the foreground"
 	@echo "make setup       install Debian packages, the Rust target, the Python venv"
@@ -50,6 +51,9 @@ bench: build
 
 bench-lambda: build
 	@scripts/bench-lambda.sh
+
+bench-lb: build
+	@scripts/bench-lb.sh
 
 dist: build
 	@scripts/dist.sh

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# make bench-lb: figures for a load balancer node, printed (never asserted).
+#  1. requests/s through the node (haproxy rendered and started by the
+#     loadbalancer role) vs directly to one backend, same wrk, same run:
+#     HTTP keep-alive and a new connection per request
+#  2. failed requests under load across 20 peer-change reloads
+#  3. update_peers wall time (hyperfine) when nothing changed and when a
+#     peer changed, against the emulator's group (IMDS included)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+source scripts/emulator-env.sh
+pids=()
+cleanup() {
+  for p in "$work"/backends.pid "$work"/bare.pid "$work"/node/run/haproxy.pid; do
+    [[ -s $p ]] && kill "$(head -n 1 "$p")" 2>/dev/null || true
+  done
+  kill $emu_pid 2>/dev/null; wait $emu_pid 2>/dev/null
+  rm -rf "$emu_dir" "$work"
+}
+trap cleanup EXIT
+S=(.venv/bin/python tests/emulator/scenario.py --endpoint "$EMULATOR_URL")
+DUR=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-32}
+
+echo "== versions"
+echo "  $(haproxy -v | head -n 1)"
+echo "  $(wrk -v 2>&1 | head -n 1)"
+echo "  $(nproc) CPUs"
+
+# The node: instance 1 of a 3-instance group whose private IPs are loopback addresses.
+"${S[@]}" world --no-hooks --group bench-asg --subnet-cidr 127.80.1.0/24 >/dev/null
+"${S[@]}" scale --group bench-asg --desired 3 >/dev/null
+"${S[@]}" wait --group bench-asg --in-service 3 > "$work/group.json"
+read -r id ip < <(.venv/bin/python -c 'import json,sys; i=json.load(open(sys.argv[1]))["instances"][0]; print(i["id"], i["private_ip"])' "$work/group.json")
+imds="$EMULATOR_URL/_craftlb/imds/$id"
+
+backend=127.80.0.1
+cat > "$work/backends.cfg" <<CFG
+global
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend backend
+    bind $backend:8080
+    http-request return status 200 content-type text/plain string "backend"
+CFG
+haproxy -D -p "$work/backends.pid" -f "$work/backends.cfg"
+# The floor of any proxy on this machine: haproxy with a bare one-line route.
+cat > "$work/bare.cfg" <<CFG
+global
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend bare
+    bind 127.80.0.2:8080
+    default_backend b
+backend b
+    server s1 $backend:8080
+CFG
+haproxy -D -p "$work/bare.pid" -f "$work/bare.cfg"
+
+mkdir -p "$work/node"
+cat > "$work/node/vars.json" <<JSON
+{"loadbalancer_service_manager": "process",
+ "loadbalancer_config_dir": "$work/node/etc", "loadbalancer_run_dir": "$work/node/run",
+ "loadbalancer_craftlb_dir": "$work/node/opt", "loadbalancer_chroot": "$work/node/chroot",
+ "loadbalancer_update_peers_binary": "$PWD/library/update_peers",
+ "loadbalancer_http_bind": "$ip:8080", "loadbalancer_https_bind": "$ip:8443",
+ "loadbalancer_stats_bind": "$ip:9999", "loadbalancer_stats_password": "bench-only",
+ "loadbalancer_peer_port": 17777, "loadbalancer_maxconn": 4000,
+ "loadbalancer_endpoint_url": "$EMULATOR_URL",
+ "lb_mappings": [{"name": "app", "domains": ["app.example.com"], "servers": ["$backend"],
+                  "http_port": 8080, "https_port": null}]}
+JSON
+AWS_EC2_METADATA_SERVICE_ENDPOINT="$imds" .venv/bin/ansible-playbook playbooks/deploy.yml \
+  -e "server_config=$work/node/vars.json" > "$work/deploy.log" || { cat "$work/deploy.log"; exit 1; }
+
+rps() { awk '/^Requests\/sec/ {print $2}' "$1"; }
+errs() { grep -E 'Socket errors|Non-2xx' "$1" | sed 's/^ */    /' || true; }
+run_wrk() { # name, out, extra args...
+  local out=$2; shift 2
+  wrk -t2 -c"$CONNS" -d"${DUR}s" -H 'Host: app.example.com' "$@" > "$out"
+}
+
+echo "== requests/s, wrk -t2 -c$CONNS -d${DUR}s (loopback; wrk, node and backend share the CPUs)"
+for mode in keepalive close; do
+  extra=()
+  [[ $mode == close ]] && extra=(-H 'Connection: close')
+  run_wrk direct "$work/direct-$mode.txt" "${extra[@]}" "http://$backend:8080/"
+  run_wrk lb "$work/lb-$mode.txt" "${extra[@]}" "http://$ip:8080/"
+  run_wrk bare "$work/bare-$mode.txt" "${extra[@]}" "http://127.80.0.2:8080/"
+  d=$(rps "$work/direct-$mode.txt"); l=$(rps "$work/lb-$mode.txt"); b=$(rps "$work/bare-$mode.txt")
+  awk -v m="$mode" -v d="$d" -v l="$l" -v b="$b" 'BEGIN { printf "  %-10s direct %8.0f req/s | through the node %8.0f (%5.1f %%) | bare haproxy proxy %8.0f (%5.1f %%)\n", m, d, l, 100 * l / d, b, 100 * b / d }'
+  errs "$work/lb-$mode.txt"
+done
+
+echo "== 20 peer-change reloads under load (update_peers, static peers toggled)"
+args() { # with or without a second peer
+  local peers="{\"name\": \"$id\", \"address\": \"$ip\"}"
+  [[ $1 == 2 ]] && peers="$peers, {\"name\": \"i-bench\", \"address\": \"127.80.1.250\"}"
+  echo "{\"peers_file\": \"$work/node/etc/peers.cfg\", \"validate_with\": [\"$work/node/etc/haproxy.cfg\"],
+         \"master_pidfile\": \"$work/node/run/haproxy.pid\", \"local_peer\": \"$id\", \"peers\": [$peers]}"
+}
+args 1 > "$work/one.json"; args 2 > "$work/two.json"
+wrk -t2 -c"$CONNS" -d15s -H 'Host: app.example.com' "http://$ip:8080/" > "$work/reload.txt" &
+wrk_pid=$!
+sleep 1
+reloads=0
+for i in $(seq 1 20); do
+  f=$work/one.json; (( i % 2 )) && f=$work/two.json
+  library/update_peers "$f" | grep -q '"reloaded":true' && reloads=$((reloads + 1))
+  sleep 0.5
+done
+wait $wrk_pid
+echo "  reloads done: $reloads; requests: $(awk '/requests in/ {print $1}' "$work/reload.txt"); failed: $(grep -E 'Socket errors|Non-2xx' "$work/reload.txt" || echo none)"
+
+echo "== update_peers wall time against the emulator (3-instance group, IMDSv2)"
+cat > "$work/group-args.json" <<JSON
+{"peers_file": "$work/node/etc/peers.cfg", "validate_with": ["$work/node/etc/haproxy.cfg"],
+ "master_pidfile": "$work/node/run/haproxy.pid", "endpoint_url": "$EMULATOR_URL"}
+JSON
+export AWS_EC2_METADATA_SERVICE_ENDPOINT="$imds"
+unset AWS_REGION
+library/update_peers "$work/group-args.json" > /dev/null
+hyperfine -N --warmup 3 --runs 30 --export-json "$work/nochange.json" \
+  "library/update_peers $work/group-args.json" > /dev/null 2>&1
+hyperfine --warmup 1 --runs 20 --export-json "$work/changed.json" \
+  --prepare "sed -i '\$d' $work/node/etc/peers.cfg" \
+  "library/update_peers $work/group-args.json" > /dev/null 2>&1
+.venv/bin/python - "$work/nochange.json" "$work/changed.json" <<'PY'
+import json, sys
+for label, path in (("nothing changed", sys.argv[1]), ("a peer changed (write + haproxy -c + reload)", sys.argv[2])):
+    r = json.load(open(path))["results"][0]
+    t = sorted(r["times"])
+    p90 = t[int(len(t) * 0.9) - 1]
+    print(f"  {label:46s} median {r['median']*1000:6.1f} ms  p90 {p90*1000:6.1f} ms  ({len(t)} runs)")
+PY
