@@ -293,12 +293,8 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
         ),
     );
     let changed = before != text;
-    let diff = changed.then(|| {
-        (
-            json!({"before_header": t.peers_file.display().to_string(), "before": before}),
-            json!({"after_header": t.peers_file.display().to_string(), "after": text}),
-        )
-    });
+    // Ansible shows text diffs line by line.
+    let diff = changed.then(|| (Value::from(before.clone()), Value::from(text.clone())));
     let mut reloaded = false;
     if changed && !ctx.check_mode {
         write_validated(&t, &local, &text)?;

@@ -543,3 +543,51 @@ fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
         "launch completed by the Lambda, termination by the node: {actions}"
     );
 }
+
+#[test]
+fn update_peers_check_mode_and_diff_write_nothing_and_docs_render() {
+    let n = Node::new("127.79.2.1", "n1");
+    std::fs::create_dir_all(n.path("etc")).unwrap_or_else(|e| panic!("{e}"));
+    let args = json!({"peers_file": n.path("etc/peers.cfg"), "local_peer": "n1", "reload": false,
+                      "peers": [{"name": "n1", "address": "127.79.2.1"}],
+                      "_ansible_check_mode": true, "_ansible_diff": true});
+    let (ok, res) = n.update_peers(args.clone(), None);
+    assert!(ok && res["changed"] == true, "{res}");
+    assert!(
+        res["diff"]["after"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("peer n1 127.79.2.1:7777"),
+        "{res}"
+    );
+    assert!(
+        !n.path("etc/peers.cfg").exists(),
+        "check mode wrote the file"
+    );
+    let mut real = args;
+    real["_ansible_check_mode"] = json!(false);
+    let (ok, res) = n.update_peers(real.clone(), None);
+    assert!(ok && res["changed"] == true, "{res}");
+    let (ok, res) = n.update_peers(real, None);
+    assert!(
+        ok && res["changed"] == false && res.get("diff").is_none(),
+        "{res}"
+    );
+
+    let lib = support::library(&[("update_peers", UPDATE_PEERS)]);
+    let out = support::ansible_doc("update_peers", lib.path());
+    assert_success("ansible-doc update_peers", &out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "peers_file",
+        "drain_seconds",
+        "master_pidfile",
+        "EXAMPLES",
+        "RETURN VALUES",
+    ] {
+        assert!(
+            text.contains(needle),
+            "ansible-doc output lacks {needle}:\n{text}"
+        );
+    }
+}
