@@ -36,35 +36,21 @@ read -r id ip < <(.venv/bin/python -c 'import json,sys; i=json.load(open(sys.arg
 imds="$EMULATOR_URL/_craftlb/imds/$id"
 
 backend=127.80.0.1
-cat > "$work/backends.cfg" <<CFG
-global
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend backend
+# start_haproxy NAME PROXY-SECTIONS: a minimal haproxy daemon for the bench.
+start_haproxy() {
+  printf 'global\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n%s\n' \
+    "$2" > "$work/$1.cfg"
+  haproxy -D -p "$work/$1.pid" -f "$work/$1.cfg"
+}
+start_haproxy backends "frontend backend
     bind $backend:8080
-    http-request return status 200 content-type text/plain string "backend"
-CFG
-haproxy -D -p "$work/backends.pid" -f "$work/backends.cfg"
+    http-request return status 200 content-type text/plain string backend"
 # The floor of any proxy on this machine: haproxy with a bare one-line route.
-cat > "$work/bare.cfg" <<CFG
-global
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend bare
+start_haproxy bare "frontend bare
     bind 127.80.0.2:8080
     default_backend b
 backend b
-    server s1 $backend:8080
-CFG
-haproxy -D -p "$work/bare.pid" -f "$work/bare.cfg"
+    server s1 $backend:8080"
 
 mkdir -p "$work/node"
 cat > "$work/node/vars.json" <<JSON

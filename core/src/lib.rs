@@ -3,6 +3,7 @@ craftlb-core: what the Ansible modules and the Lambda share.
 
 - [`aws`]: client configuration (region, profile, keys, endpoint), retry and
   timeout policy — decided here only.
+- [`autoscaling`]: the Auto Scaling calls the Lambda and the nodes share.
 - [`error`]: the error type, carrying operation, AWS code and request id.
 - [`paginate`]: marker-following pagination with loop protection.
 - [`healthcheck`]: Route 53 health checks — model, pure plan, API calls.
@@ -10,6 +11,7 @@ craftlb-core: what the Ansible modules and the Lambda share.
 - [`peers`]: a node's stick-table peers from its Auto Scaling group.
 */
 
+pub mod autoscaling;
 pub mod aws;
 pub mod error;
 pub mod healthcheck;

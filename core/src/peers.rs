@@ -188,18 +188,7 @@ impl GroupApi {
     /// Every instance of the group with its lifecycle state and private IP
     /// (`None`: no such group).
     pub async fn members(&self, group: &str) -> Result<Option<Vec<Member>>> {
-        let out = self
-            .asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .map_err(sdk_error(
-                "Auto Scaling",
-                "DescribeAutoScalingGroups",
-                format!("describe group '{group}'"),
-            ))?;
-        let Some(g) = out.auto_scaling_groups().first() else {
+        let Some(g) = crate::autoscaling::describe_group(&self.asg, group).await? else {
             return Ok(None);
         };
         let mut members: Vec<Member> = g
@@ -289,31 +278,13 @@ impl GroupApi {
         hook: &str,
         instance_id: &str,
     ) -> Result<bool> {
-        let res = self
-            .asg
-            .complete_lifecycle_action()
-            .auto_scaling_group_name(group)
-            .lifecycle_hook_name(hook)
-            .instance_id(instance_id)
-            .lifecycle_action_result("CONTINUE")
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = Error::from_sdk(
-                    "Auto Scaling",
-                    "CompleteLifecycleAction",
-                    format!("complete the terminating action of '{instance_id}' (hook '{hook}')"),
-                    e,
-                );
-                if err.to_string().contains("No active Lifecycle Action") {
-                    Ok(false)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        let action = crate::autoscaling::ActionRef {
+            group,
+            hook,
+            instance_id,
+            token: None,
+        };
+        crate::autoscaling::complete_lifecycle_action(&self.asg, action, "CONTINUE").await
     }
 }
 

@@ -320,32 +320,23 @@ impl Aws for SdkAws {
         result: LifecycleResult,
     ) -> Result<Completion, Error> {
         self.count();
-        let res = self
-            .autoscaling
-            .complete_lifecycle_action()
-            .auto_scaling_group_name(&msg.auto_scaling_group_name)
-            .lifecycle_hook_name(&msg.lifecycle_hook_name)
-            .instance_id(&msg.ec2_instance_id)
-            .lifecycle_action_token(token)
-            .lifecycle_action_result(result.as_str())
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(Completion::Done),
-            Err(e) => {
-                let err = Error::from_sdk(
-                    "Auto Scaling",
-                    "CompleteLifecycleAction",
-                    format!("complete the lifecycle action of '{}'", msg.ec2_instance_id),
-                    e,
-                );
-                if err.to_string().contains("No active Lifecycle Action") {
-                    Ok(Completion::NoActiveAction)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        let action = craftlb_core::autoscaling::ActionRef {
+            group: &msg.auto_scaling_group_name,
+            hook: &msg.lifecycle_hook_name,
+            instance_id: &msg.ec2_instance_id,
+            token: Some(token),
+        };
+        let done = craftlb_core::autoscaling::complete_lifecycle_action(
+            &self.autoscaling,
+            action,
+            result.as_str(),
+        )
+        .await?;
+        Ok(if done {
+            Completion::Done
+        } else {
+            Completion::NoActiveAction
+        })
     }
 
     async fn group(&self, group: &str) -> Result<Option<Group>, Error> {
@@ -465,18 +456,7 @@ impl Aws for SdkAws {
 impl SdkAws {
     async fn describe_group(&self, group: &str) -> Result<Option<AutoScalingGroup>, Error> {
         self.count();
-        let out = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .map_err(sdk_error(
-                "Auto Scaling",
-                "DescribeAutoScalingGroups",
-                format!("describe group '{group}'"),
-            ))?;
-        Ok(out.auto_scaling_groups().first().cloned())
+        craftlb_core::autoscaling::describe_group(&self.autoscaling, group).await
     }
 
     async fn change(

@@ -1,0 +1,72 @@
+/*!
+The Auto Scaling calls both the Lambda and a node make: read a group,
+complete a lifecycle action (where "no active action" is an answer, not an
+error: a duplicate or late completion).
+*/
+
+use aws_sdk_autoscaling::Client;
+use aws_sdk_autoscaling::types::AutoScalingGroup;
+
+use crate::error::{Error, Result, sdk_error};
+
+/// The group as DescribeAutoScalingGroups describes it (`None`: no such group).
+pub async fn describe_group(client: &Client, group: &str) -> Result<Option<AutoScalingGroup>> {
+    let out = client
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .map_err(sdk_error(
+            "Auto Scaling",
+            "DescribeAutoScalingGroups",
+            format!("describe group '{group}'"),
+        ))?;
+    Ok(out.auto_scaling_groups().first().cloned())
+}
+
+/// Which lifecycle action to complete. The token is optional: AWS also
+/// accepts the instance id alone (what a node knows about itself).
+#[derive(Debug, Clone, Copy)]
+pub struct ActionRef<'a> {
+    pub group: &'a str,
+    pub hook: &'a str,
+    pub instance_id: &'a str,
+    pub token: Option<&'a str>,
+}
+
+/// CompleteLifecycleAction with `result` (CONTINUE / ABANDON). `Ok(false)`:
+/// there was no active action (already completed, or timed out).
+pub async fn complete_lifecycle_action(
+    client: &Client,
+    action: ActionRef<'_>,
+    result: &str,
+) -> Result<bool> {
+    let res = client
+        .complete_lifecycle_action()
+        .auto_scaling_group_name(action.group)
+        .lifecycle_hook_name(action.hook)
+        .instance_id(action.instance_id)
+        .set_lifecycle_action_token(action.token.map(str::to_owned))
+        .lifecycle_action_result(result)
+        .send()
+        .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let err = Error::from_sdk(
+                "Auto Scaling",
+                "CompleteLifecycleAction",
+                format!(
+                    "complete the lifecycle action of '{}' (hook '{}')",
+                    action.instance_id, action.hook
+                ),
+                e,
+            );
+            if err.to_string().contains("No active Lifecycle Action") {
+                Ok(false)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
