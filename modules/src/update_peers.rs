@@ -11,7 +11,8 @@ in place; an empty group or one without this node is treated as a failure.
 
 With `drain`, a run first asks IMDS for the instance's target lifecycle
 state; when it is `Terminated` the node stops accepting connections, waits
-for open ones, and completes its terminating lifecycle action itself.
+for open ones, and completes its terminating lifecycle action itself. With
+`drain_only` that is all a run does (a frequent timer: IMDS reads only).
 
 The same binary is the systemd timer's command: `update_peers args.json`,
 with the arguments file Ansible would pass.
@@ -44,6 +45,7 @@ pub static SPEC: Spec = Spec {
         Param::new("master_pidfile", Type::Path),
         Param::list("reload_command", Type::Str),
         Param::bool("drain").default(Default::Bool(false)),
+        Param::bool("drain_only").default(Default::Bool(false)),
         Param::int("drain_seconds").default(Default::Int(120)),
         Param::new("stats_socket", Type::Path),
         Param::list("keep_frontends", Type::Str),
@@ -89,6 +91,9 @@ pub struct Task {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drain {
+    /// Only watch for termination; leave the peers file alone (the fast
+    /// drain timer: IMDS only, no AWS call until the node is terminating).
+    pub only: bool,
     pub seconds: u64,
     pub stats_socket: PathBuf,
     pub keep_frontends: Vec<String>,
@@ -174,6 +179,9 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
         }
     };
     let drain = match p.bool("drain").unwrap_or(false) {
+        false if p.bool("drain_only").unwrap_or(false) => {
+            return Err(Failure::msg("drain_only needs drain: true"));
+        }
         false => None,
         true if matches!(source, Source::Static { .. }) => {
             return Err(Failure::msg(
@@ -181,6 +189,7 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             ));
         }
         true => Some(Drain {
+            only: p.bool("drain_only").unwrap_or(false),
             seconds: p
                 .int("drain_seconds")
                 .and_then(|s| u64::try_from(s).ok())
@@ -241,6 +250,29 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
                     .await?
                     .ok_or_else(|| Failure::msg("IMDS has no instance-id"))?,
             };
+            // The lifecycle state first: IMDS is local, so a drain watch
+            // makes no AWS call until the node is on its way out.
+            let state = match &t.drain {
+                Some(_) => imds_get(&imds, IMDS_TARGET_STATE).await?,
+                None => None,
+            };
+            let terminating = state.as_deref() == Some("Terminated");
+            if let (Some(d), false) = (&t.drain, terminating)
+                && d.only
+            {
+                let mut data = Map::new();
+                data.insert("local_peer".into(), Value::from(local));
+                data.insert(
+                    "target_lifecycle_state".into(),
+                    state.map_or(Value::Null, Value::from),
+                );
+                return Ok(Response {
+                    changed: false,
+                    data,
+                    diff: None,
+                    warnings: vec![],
+                });
+            }
             let config = craftlb_core::aws::sdk_config(&aws_params(&ctx.params), None).await?;
             let api = GroupApi::new(&config);
             let group = match group {
@@ -251,9 +283,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
                     ))
                 })?,
             };
-            if let Some(d) = &t.drain
-                && imds_get(&imds, IMDS_TARGET_STATE).await?.as_deref() == Some("Terminated")
-            {
+            if let (Some(d), true) = (&t.drain, terminating) {
                 return drain(&ctx, &api, d, &group, &local).await;
             }
             let members = api.members(&group).await?.ok_or_else(|| {
@@ -525,5 +555,7 @@ mod tests {
             unreachable!()
         };
         assert!(validate(&SPEC, m).unwrap_err().0.contains("stats_socket"));
+        let p = params(json!({"peers_file": "/tmp/p.cfg", "reload": false, "drain_only": true}));
+        assert!(task(&p).unwrap_err().msg.contains("drain_only needs drain"));
     }
 }

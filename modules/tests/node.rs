@@ -489,14 +489,24 @@ fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
         .spawn()
         .unwrap_or_else(|e| panic!("curl: {e}"));
     std::thread::sleep(Duration::from_millis(300));
+    // The drain watch while the instance is in service: IMDS only, no AWS call.
+    let watch = json!({"peers_file": n.path("etc/peers.cfg"), "validate_with": [n.path("etc/haproxy.cfg")],
+                       "master_pidfile": n.path("run/haproxy.pid"), "endpoint_url": emu.url,
+                       "drain": true, "drain_only": true, "stats_socket": n.socket()});
+    support::clear_request_log(&emu.url);
+    let (ok, res) = n.update_peers(watch.clone(), Some(&n.imds(&emu)));
+    assert!(
+        ok && res["changed"] == false && res["target_lifecycle_state"] == "InService",
+        "{res}"
+    );
+    let calls = support::request_log(&emu.url);
+    assert!(
+        calls.is_empty(),
+        "the drain watch called AWS while in service: {calls:?}"
+    );
     scenario(&emu, &["scale", "--group", "drain-asg", "--desired", "0"]);
 
-    let (ok, res) = n.update_peers(
-        json!({"peers_file": n.path("etc/peers.cfg"), "validate_with": [n.path("etc/haproxy.cfg")],
-               "master_pidfile": n.path("run/haproxy.pid"), "endpoint_url": emu.url,
-               "drain": true, "stats_socket": n.socket()}),
-        Some(&n.imds(&emu)),
-    );
+    let (ok, res) = n.update_peers(watch, Some(&n.imds(&emu)));
     assert!(ok, "{res}");
     assert_eq!(res["target_lifecycle_state"], "Terminated", "{res}");
     assert_eq!(
