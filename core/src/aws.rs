@@ -76,12 +76,22 @@ fn region_from(params: &AwsParams, env: &dyn Fn(&str) -> Option<String>) -> Opti
         .filter(|r| !r.is_empty())
 }
 
+/// The one HTTPS client: rustls with ring, the platform's root certificates.
+/// Shared by every SDK client of a process and by the IMDS client.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// Loads the shared SDK configuration. `fallback_region` is used when
 /// nothing else names one (Route 53 and IAM are global and live in
 /// us-east-1).
 pub async fn sdk_config(params: &AwsParams, fallback_region: Option<&str>) -> Result<SdkConfig> {
     let env = |k: &str| std::env::var(k).ok();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .retry_config(retry_config(params.retries, params.max_backoff))
         .timeout_config(timeouts());
     if let Some(profile) = &params.profile {

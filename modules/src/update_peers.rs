@@ -243,7 +243,12 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     let (local, peers, group) = match &t.source {
         Source::Static { local, peers } => (local.clone(), peers.clone(), None),
         Source::Group { local, group } => {
-            let imds = aws_config::imds::Client::builder().build();
+            let imds = aws_config::imds::Client::builder()
+                .configure(
+                    &aws_config::provider_config::ProviderConfig::without_region()
+                        .with_http_client(craftlb_core::aws::http_client()),
+                )
+                .build();
             let local = match local {
                 Some(l) => l.clone(),
                 None => imds_get(&imds, IMDS_INSTANCE_ID)

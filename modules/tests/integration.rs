@@ -282,3 +282,136 @@ fn a_half_finished_create_converges_to_one_check() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.id, first.id);
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl (make setup installs it): {e}"));
+    assert_success(&format!("openssl {}", args.join(" ")), &out);
+}
+
+/// The modules' one HTTPS client (rustls + ring, platform roots): a
+/// certificate from an unknown issuer is refused, the same endpoint is used
+/// once its CA is trusted (SSL_CERT_FILE, as on any Linux host).
+#[test]
+fn https_endpoints_are_verified_against_the_platform_trust_store() {
+    let emu = Emulator::start();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=craftlb test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.83.1",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+        ],
+    );
+    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.83.1\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "srv.crt",
+        ],
+    );
+    let pem = [
+        std::fs::read(d.join("srv.crt")),
+        std::fs::read(d.join("srv.key")),
+    ]
+    .into_iter()
+    .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+    .collect::<Vec<_>>()
+    .concat();
+    std::fs::write(d.join("srv.pem"), pem).unwrap_or_else(|e| panic!("{e}"));
+    let upstream = emu.url.trim_start_matches("http://");
+    let cfg = format!(
+        "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend tls\n    bind 127.0.83.1:18443 ssl crt {}\n    default_backend emu\nbackend emu\n    server e {upstream}\n",
+        d.join("srv.pem").display()
+    );
+    std::fs::write(d.join("tls.cfg"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    let _tls = support::Haproxy::start(
+        &d.join("tls.pid"),
+        &["-f", &d.join("tls.cfg").to_string_lossy()],
+    );
+
+    let args = d.join("args.json");
+    std::fs::write(
+        &args,
+        r#"{"type": "TCP", "ip_address": "192.0.2.1", "port": 443,
+        "endpoint_url": "https://127.0.83.1:18443", "retries": 0, "region": "us-east-1"}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let run = |trust: Option<&std::path::Path>| -> Value {
+        let mut cmd = Command::new(R53);
+        cmd.arg(&args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("SSL_CERT_DIR");
+        match trust {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})"))
+    };
+    let refused = run(None);
+    assert_eq!(refused["failed"], true, "{refused}");
+    assert!(
+        refused["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UnknownIssuer"),
+        "{refused}"
+    );
+    let ok = run(Some(&d.join("ca.pem")));
+    assert_eq!(ok["changed"], true, "{ok}");
+    assert!(
+        ok["health_check"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{ok}"
+    );
+}
