@@ -5,7 +5,7 @@ error: a duplicate or late completion).
 */
 
 use aws_sdk_autoscaling::Client;
-use aws_sdk_autoscaling::types::AutoScalingGroup;
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleHook};
 
 use crate::error::{Error, Result, sdk_error};
 
@@ -22,6 +22,21 @@ pub async fn describe_group(client: &Client, group: &str) -> Result<Option<AutoS
             format!("describe group '{group}'"),
         ))?;
     Ok(out.auto_scaling_groups().first().cloned())
+}
+
+/// The group's lifecycle hooks.
+pub async fn lifecycle_hooks(client: &Client, group: &str) -> Result<Vec<LifecycleHook>> {
+    let out = client
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name(group)
+        .send()
+        .await
+        .map_err(sdk_error(
+            "Auto Scaling",
+            "DescribeLifecycleHooks",
+            format!("list the lifecycle hooks of group '{group}'"),
+        ))?;
+    Ok(out.lifecycle_hooks().to_vec())
 }
 
 /// Which lifecycle action to complete. The token is optional: AWS also

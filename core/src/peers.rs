@@ -243,19 +243,8 @@ impl GroupApi {
     }
 
     pub async fn terminating_hooks(&self, group: &str) -> Result<Vec<TerminatingHook>> {
-        let out = self
-            .asg
-            .describe_lifecycle_hooks()
-            .auto_scaling_group_name(group)
-            .send()
-            .await
-            .map_err(sdk_error(
-                "Auto Scaling",
-                "DescribeLifecycleHooks",
-                format!("list the lifecycle hooks of group '{group}'"),
-            ))?;
-        Ok(out
-            .lifecycle_hooks()
+        let hooks = crate::autoscaling::lifecycle_hooks(&self.asg, group).await?;
+        Ok(hooks
             .iter()
             .filter(|h| h.lifecycle_transition() == Some(crate::lifecycle::TERMINATING))
             .filter_map(|h| {

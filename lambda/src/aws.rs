@@ -344,17 +344,7 @@ impl Aws for SdkAws {
             return Ok(None);
         };
         self.count();
-        let hooks = self
-            .autoscaling
-            .describe_lifecycle_hooks()
-            .auto_scaling_group_name(group)
-            .send()
-            .await
-            .map_err(sdk_error(
-                "Auto Scaling",
-                "DescribeLifecycleHooks",
-                format!("describe hooks of '{group}'"),
-            ))?;
+        let hooks = craftlb_core::autoscaling::lifecycle_hooks(&self.autoscaling, group).await?;
         Ok(Some(Group {
             tags: group_tag_map(&g),
             instances: g
@@ -370,7 +360,6 @@ impl Aws for SdkAws {
                 })
                 .collect(),
             launch_metadata: hooks
-                .lifecycle_hooks()
                 .iter()
                 .find(|h| h.lifecycle_transition() == Some(lifecycle::LAUNCHING))
                 .and_then(|h| h.notification_metadata().map(str::to_owned)),

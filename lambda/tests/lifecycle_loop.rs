@@ -380,11 +380,7 @@ fn drain_switch_leaves_completion_to_the_node_and_timeout_applies_default() {
         Value::Null,
         "the Lambda must not complete: {term}"
     );
-    let actions = control(&emu, "/_craftlb/autoscaling/actions");
-    let histories: Vec<Value> = actions
-        .as_array()
-        .map(|a| a.iter().map(|x| x["history"].clone()).collect())
-        .unwrap_or_default();
+    let (histories, actions) = craftlb_testbed::action_histories(&emu);
     assert_eq!(
         histories,
         vec![

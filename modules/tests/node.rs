@@ -542,11 +542,7 @@ fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
         "a drained node must refuse new connections"
     );
 
-    let actions = support::control(&emu, "/_craftlb/autoscaling/actions");
-    let histories: Vec<Value> = actions
-        .as_array()
-        .map(|a| a.iter().map(|x| x["history"].clone()).collect())
-        .unwrap_or_default();
+    let (histories, actions) = craftlb_testbed::action_histories(&emu);
     assert_eq!(
         histories,
         vec![json!(["complete:CONTINUE"]), json!(["complete:CONTINUE"])],

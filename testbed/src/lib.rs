@@ -286,3 +286,14 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     bin
 }
+
+/// The emulator's lifecycle actions, each as its history
+/// (`["complete:CONTINUE"]`, `["timeout:CONTINUE"]`, …), in start order.
+pub fn action_histories(emulator: &Emulator) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let actions = control(emulator, "/_craftlb/autoscaling/actions");
+    let histories = actions
+        .as_array()
+        .map(|a| a.iter().map(|x| x["history"].clone()).collect())
+        .unwrap_or_default();
+    (histories, actions)
+}
