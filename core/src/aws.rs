@@ -85,6 +85,17 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .build_https()
 }
 
+/// An IMDSv2 client on [`http_client`] (there is no default client to fall
+/// back on); `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it, as in every SDK.
+pub fn imds_client() -> aws_config::imds::Client {
+    aws_config::imds::Client::builder()
+        .configure(
+            &aws_config::provider_config::ProviderConfig::without_region()
+                .with_http_client(http_client()),
+        )
+        .build()
+}
+
 /// Loads the shared SDK configuration. `fallback_region` is used when
 /// nothing else names one (Route 53 and IAM are global and live in
 /// us-east-1).

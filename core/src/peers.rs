@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result, sdk_error};
 use crate::lifecycle::HookMetadata;
+use crate::paginate::{Page, collect_all};
 
 /// One line of the peers section.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -205,36 +206,41 @@ impl GroupApi {
         let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
         let mut ips = BTreeMap::new();
         // DescribeInstances takes at most 1000 ids; a group holds far fewer.
+        // (No chunk at all for an empty group: no ids would list the account.)
         for chunk in ids.chunks(500) {
-            let mut token: Option<String> = None;
-            loop {
-                let out = self
+            let what = format!("the {} instances of group '{group}'", chunk.len());
+            let pairs = collect_all(&what, |token| {
+                let call = self
                     .ec2
                     .describe_instances()
                     .set_instance_ids(Some(chunk.to_vec()))
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(sdk_error(
+                    .set_next_token(token);
+                let what = what.clone();
+                async move {
+                    let out = call.send().await.map_err(sdk_error(
                         "EC2",
                         "DescribeInstances",
-                        format!("describe the {} instances of group '{group}'", chunk.len()),
+                        format!("describe {what}"),
                     ))?;
-                for r in out.reservations() {
-                    for i in r.instances() {
-                        if let (Some(id), Some(ip)) = (i.instance_id(), i.private_ip_address()) {
-                            ips.insert(id.to_owned(), ip.to_owned());
-                        }
-                    }
+                    let items = out
+                        .reservations()
+                        .iter()
+                        .flat_map(|r| r.instances())
+                        .filter_map(|i| {
+                            Some((
+                                i.instance_id()?.to_owned(),
+                                i.private_ip_address()?.to_owned(),
+                            ))
+                        })
+                        .collect();
+                    Ok(Page {
+                        items,
+                        next: out.next_token().map(str::to_owned),
+                    })
                 }
-                token = out
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned);
-                if token.is_none() {
-                    break;
-                }
-            }
+            })
+            .await?;
+            ips.extend(pairs);
         }
         for m in &mut members {
             m.private_ip = ips.remove(&m.instance_id);

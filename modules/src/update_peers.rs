@@ -243,12 +243,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     let (local, peers, group) = match &t.source {
         Source::Static { local, peers } => (local.clone(), peers.clone(), None),
         Source::Group { local, group } => {
-            let imds = aws_config::imds::Client::builder()
-                .configure(
-                    &aws_config::provider_config::ProviderConfig::without_region()
-                        .with_http_client(craftlb_core::aws::http_client()),
-                )
-                .build();
+            let imds = craftlb_core::aws::imds_client();
             let local = match local {
                 Some(l) => l.clone(),
                 None => imds_get(&imds, IMDS_INSTANCE_ID)
@@ -419,7 +414,7 @@ async fn drain(
         .filter_map(|h| h.drain_seconds)
         .max()
         .map_or(d.seconds, u64::from);
-    let stat = |_: ()| -> Result<Vec<haproxy::FrontendStat>, Failure> {
+    let stat = || -> Result<Vec<haproxy::FrontendStat>, Failure> {
         let csv = haproxy::runtime(&d.stats_socket, "show stat").map_err(Failure::msg)?;
         let rows = haproxy::frontends(&csv).map_err(Failure::msg)?;
         Ok(rows
@@ -427,7 +422,7 @@ async fn drain(
             .filter(|f| !d.keep_frontends.contains(&f.name))
             .collect())
     };
-    let fronts = stat(())?;
+    let fronts = stat()?;
     let to_pause: Vec<String> = fronts
         .iter()
         .filter(|f| f.status != "PAUSED" && f.status != "STOP")
@@ -463,10 +458,10 @@ async fn drain(
     }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(bound);
-    let mut open = stat(())?.iter().map(|f| f.sessions).sum::<u64>();
+    let mut open = stat()?.iter().map(|f| f.sessions).sum::<u64>();
     while open > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        open = stat(())?.iter().map(|f| f.sessions).sum::<u64>();
+        open = stat()?.iter().map(|f| f.sessions).sum::<u64>();
     }
     let mut completed = Vec::new();
     for h in &node_hooks {
