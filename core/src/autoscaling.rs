@@ -67,21 +67,49 @@ pub async fn complete_lifecycle_action(
         .await;
     match res {
         Ok(_) => Ok(true),
-        Err(e) => {
-            let err = Error::from_sdk(
-                "Auto Scaling",
-                "CompleteLifecycleAction",
-                format!(
-                    "complete the lifecycle action of '{}' (hook '{}')",
-                    action.instance_id, action.hook
-                ),
-                e,
-            );
-            if err.to_string().contains("No active Lifecycle Action") {
-                Ok(false)
-            } else {
-                Err(err)
-            }
-        }
+        Err(e) => no_active_action(Error::from_sdk(
+            "Auto Scaling",
+            "CompleteLifecycleAction",
+            format!(
+                "complete the lifecycle action of '{}' (hook '{}')",
+                action.instance_id, action.hook
+            ),
+            e,
+        )),
+    }
+}
+
+/// RecordLifecycleActionHeartbeat: restarts the hook's heartbeat timeout.
+/// `Ok(false)`: there was no active action.
+pub async fn record_heartbeat(client: &Client, action: ActionRef<'_>) -> Result<bool> {
+    let res = client
+        .record_lifecycle_action_heartbeat()
+        .auto_scaling_group_name(action.group)
+        .lifecycle_hook_name(action.hook)
+        .instance_id(action.instance_id)
+        .set_lifecycle_action_token(action.token.map(str::to_owned))
+        .send()
+        .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) => no_active_action(Error::from_sdk(
+            "Auto Scaling",
+            "RecordLifecycleActionHeartbeat",
+            format!(
+                "record a heartbeat for '{}' (hook '{}')",
+                action.instance_id, action.hook
+            ),
+            e,
+        )),
+    }
+}
+
+/// "No active Lifecycle Action" is an answer (completed before, or timed
+/// out), not a failure.
+fn no_active_action(err: Error) -> Result<bool> {
+    if err.to_string().contains("No active Lifecycle Action") {
+        Ok(false)
+    } else {
+        Err(err)
     }
 }

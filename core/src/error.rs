@@ -95,6 +95,23 @@ impl Error {
         self.aws.as_deref()
     }
 
+    /// The same error, as if AWS had answered with `code` (fakes in tests,
+    /// and callers that learn the code another way).
+    pub fn with_code(mut self, code: &str) -> Error {
+        let info = self.aws.get_or_insert_with(|| {
+            Box::new(AwsErrorInfo {
+                service: "",
+                operation: "",
+                code: None,
+                message: None,
+                request_id: None,
+                http_status: None,
+            })
+        });
+        info.code = Some(code.to_owned());
+        self
+    }
+
     /// The AWS error code, if AWS answered with one.
     pub fn code(&self) -> Option<&str> {
         self.aws.as_ref().and_then(|a| a.code.as_deref())

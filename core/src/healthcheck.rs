@@ -86,6 +86,11 @@ impl Config {
         self
     }
 
+    /// A short digest of every setting: equal configs, equal digests.
+    pub fn digest(&self) -> String {
+        short_hash(&self.canonical())
+    }
+
     fn canonical(&self) -> String {
         format!(
             "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",

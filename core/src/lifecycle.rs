@@ -267,15 +267,61 @@ pub fn health_check_config(ip: &str, meta: &HealthCheckMeta) -> Config {
     }
 }
 
-/// Deterministic caller reference for an instance's health check, so a
-/// redelivered event finds the check instead of creating a second one.
-/// Instance ids are never reused, so Route 53's refusal of a deleted
-/// check's reference never bites. At most 64 characters.
-pub fn health_check_reference(instance_id: &str, record: &str) -> String {
-    let digest = Sha256::digest(format!("{instance_id}|{}", fqdn(record)).as_bytes());
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let id: String = instance_id.chars().take(40).collect();
-    format!("{REF_PREFIX_LIFECYCLE}{id}-{hash}")
+/// How many caller references an instance's health check may go through.
+/// Each one is spent by a deletion (a failed record upsert, a check deleted
+/// by hand); Route 53 never accepts a deleted check's reference again.
+pub const MAX_REFERENCE_GENERATIONS: u32 = 16;
+
+fn hash8(s: &str) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The prefix shared by the caller references of every check published
+/// under `record`: reconcile finds its candidates by it without tag reads.
+pub fn record_reference_prefix(record: &str) -> String {
+    format!("{REF_PREFIX_LIFECYCLE}{}-", hash8(&fqdn(record)))
+}
+
+/// Deterministic caller reference for an instance's health check:
+/// `craftlb-lc-<h(record)>-<instance>-<h(instance, record, settings)>[-<generation>]`.
+///
+/// Deterministic, so duplicate deliveries converge on one check: Route 53
+/// returns the existing check for a reference it knows with the same
+/// settings. The generation exists because Route 53 refuses, forever, the
+/// reference of a deleted check (HealthCheckAlreadyExists): a registration
+/// after a deletion moves to the next generation, and every concurrent
+/// delivery walks the same sequence to the same first free reference.
+/// At most 64 characters.
+pub fn health_check_reference(
+    instance_id: &str,
+    record: &str,
+    config: &Config,
+    generation: u32,
+) -> String {
+    let id: String = instance_id.chars().take(24).collect();
+    let hash = hash8(&format!(
+        "{instance_id}|{}|{}",
+        fqdn(record),
+        config.digest()
+    ));
+    let base = format!("{}{id}-{hash}", record_reference_prefix(record));
+    if generation == 0 {
+        base
+    } else {
+        format!("{base}-{generation}")
+    }
+}
+
+/// The instance id inside a lifecycle check's caller reference, when the
+/// reference is one of ours for `record`.
+pub fn reference_instance<'a>(reference: &'a str, record: &str) -> Option<&'a str> {
+    let rest = reference.strip_prefix(&record_reference_prefix(record))?;
+    // <instance>-<hash>[-<generation>]; instance ids contain one '-' ("i-…").
+    let mut parts = rest.splitn(3, '-');
+    let (a, b) = (parts.next()?, parts.next()?);
+    let id = &rest[..a.len() + 1 + b.len()];
+    (a == "i" && !b.is_empty()).then_some(id)
 }
 
 /// Which lifecycle result to send, given how the event went. `None`: do
@@ -437,17 +483,39 @@ mod tests {
     }
 
     #[test]
-    fn health_check_reference_is_deterministic_and_short() {
-        let a = health_check_reference("i-0123456789abcdef0", "lb.example.com");
+    fn health_check_reference_is_deterministic_short_and_generational() {
+        let c = health_check_config("203.0.113.5", &HealthCheckMeta::default());
+        let a = health_check_reference("i-0123456789abcdef0", "lb.example.com", &c, 0);
         assert_eq!(
             a,
-            health_check_reference("i-0123456789abcdef0", "lb.example.com.")
+            health_check_reference("i-0123456789abcdef0", "LB.example.com.", &c, 0)
         );
         assert_ne!(
             a,
-            health_check_reference("i-0123456789abcdef1", "lb.example.com")
+            health_check_reference("i-0123456789abcdef1", "lb.example.com", &c, 0)
         );
-        assert!(a.len() <= 64, "{a}");
+        let other = health_check_config("203.0.113.6", &HealthCheckMeta::default());
+        assert_ne!(
+            a,
+            health_check_reference("i-0123456789abcdef0", "lb.example.com", &other, 0)
+        );
+        let g = health_check_reference(
+            "i-0123456789abcdef0",
+            "lb.example.com",
+            &c,
+            MAX_REFERENCE_GENERATIONS,
+        );
+        assert!(g.len() <= 64 && a.len() <= 64, "{g}");
+        assert!(g.starts_with(&a) && g != a);
+        assert!(a.starts_with(&record_reference_prefix("lb.example.com")));
+        for r in [&a, &g] {
+            assert_eq!(
+                reference_instance(r, "lb.example.com"),
+                Some("i-0123456789abcdef0")
+            );
+            assert_eq!(reference_instance(r, "other.example.com"), None);
+        }
+        assert_eq!(reference_instance("craftlb-abc", "lb.example.com"), None);
     }
 
     #[test]

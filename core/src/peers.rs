@@ -144,12 +144,77 @@ pub fn render(section: &str, port: u16, peers: &[Peer]) -> Result<String> {
     Ok(format!("{}\n", text.trim_end()))
 }
 
-/// A terminating lifecycle hook of the group, with the drain time its
-/// metadata asks for (`None`: the Lambda completes that hook itself).
+/// A lifecycle hook of the group, as the drain needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TerminatingHook {
+pub struct HookInfo {
     pub name: String,
-    pub drain_seconds: Option<u32>,
+    pub transition: String,
+    pub heartbeat_timeout: Option<i32>,
+    pub metadata: Option<String>,
+}
+
+/// How a node drains, all of it read from the group's hook metadata: the
+/// one place the drain time is set (the launch side writes it; the Lambda
+/// reads the same metadata to leave the completion to the node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainSettings {
+    /// Terminating hooks whose metadata has `drain_seconds`: the node
+    /// completes these, with the hook's heartbeat timeout.
+    pub node_hooks: Vec<(String, Option<i32>)>,
+    /// Longest wait for open connections once the node stops accepting.
+    pub drain_seconds: u64,
+    /// The record TTL the Lambda published with (launching hook metadata,
+    /// else the terminating one's, else the default): clients may keep the
+    /// node's address that long after the record is gone.
+    pub ttl: u64,
+}
+
+impl DrainSettings {
+    /// How often to record a heartbeat so no node hook times out while the
+    /// node drains: a third of the shortest heartbeat timeout.
+    pub fn heartbeat_every(&self) -> Option<std::time::Duration> {
+        self.node_hooks
+            .iter()
+            .filter_map(|(_, t)| *t)
+            .filter(|t| *t > 0)
+            .min()
+            .map(|t| std::time::Duration::from_millis(u64::from(t.unsigned_abs()) * 1000 / 3))
+    }
+}
+
+pub fn drain_settings(hooks: &[HookInfo]) -> DrainSettings {
+    let meta = |h: &HookInfo| {
+        h.metadata
+            .as_deref()
+            .and_then(|m| HookMetadata::parse(Some(m)).ok())
+    };
+    let terminating: Vec<&HookInfo> = hooks
+        .iter()
+        .filter(|h| h.transition == crate::lifecycle::TERMINATING)
+        .collect();
+    let node: Vec<(&HookInfo, u32)> = terminating
+        .iter()
+        .filter_map(|h| meta(h).and_then(|m| m.drain_seconds).map(|d| (*h, d)))
+        .collect();
+    let ttl_of = |transition: &str| {
+        hooks
+            .iter()
+            .filter(|h| h.transition == transition)
+            .filter_map(meta)
+            .map(|m| m.ttl)
+            .max()
+    };
+    let ttl = ttl_of(crate::lifecycle::LAUNCHING)
+        .or_else(|| ttl_of(crate::lifecycle::TERMINATING))
+        .unwrap_or(HookMetadata::default().ttl);
+    DrainSettings {
+        node_hooks: node
+            .iter()
+            .map(|(h, _)| (h.name.clone(), h.heartbeat_timeout))
+            .collect(),
+        drain_seconds: node.iter().map(|(_, d)| u64::from(*d)).max().unwrap_or(0),
+        ttl: u64::try_from(ttl).unwrap_or(0),
+    }
 }
 
 /// The Auto Scaling / EC2 calls a node makes about its own group.
@@ -248,21 +313,31 @@ impl GroupApi {
         Ok(Some(members))
     }
 
-    pub async fn terminating_hooks(&self, group: &str) -> Result<Vec<TerminatingHook>> {
+    pub async fn hooks(&self, group: &str) -> Result<Vec<HookInfo>> {
         let hooks = crate::autoscaling::lifecycle_hooks(&self.asg, group).await?;
         Ok(hooks
             .iter()
-            .filter(|h| h.lifecycle_transition() == Some(crate::lifecycle::TERMINATING))
             .filter_map(|h| {
-                let meta = h
-                    .notification_metadata()
-                    .and_then(|m| serde_json::from_str::<HookMetadata>(m).ok());
-                Some(TerminatingHook {
+                Some(HookInfo {
                     name: h.lifecycle_hook_name()?.to_owned(),
-                    drain_seconds: meta.and_then(|m| m.drain_seconds),
+                    transition: h.lifecycle_transition()?.to_owned(),
+                    heartbeat_timeout: h.heartbeat_timeout(),
+                    metadata: h.notification_metadata().map(str::to_owned),
                 })
             })
             .collect())
+    }
+
+    /// Extends this instance's terminating action by the hook's heartbeat
+    /// timeout. `false`: there was no action (completed or timed out).
+    pub async fn heartbeat(&self, group: &str, hook: &str, instance_id: &str) -> Result<bool> {
+        let action = crate::autoscaling::ActionRef {
+            group,
+            hook,
+            instance_id,
+            token: None,
+        };
+        crate::autoscaling::record_heartbeat(&self.asg, action).await
     }
 
     /// Completes this instance's terminating action with CONTINUE. `false`:
@@ -326,6 +401,50 @@ mod tests {
         assert!(e.to_string().contains("no private IP"), "{e}");
         let e = select("i-a", "g", &[m("i-a", "InService", Some("10.0.0.999"))]).unwrap_err();
         assert!(e.to_string().contains("10.0.0.999"), "{e}");
+    }
+
+    fn hook(name: &str, transition: &str, heartbeat: i32, meta: &str) -> HookInfo {
+        HookInfo {
+            name: name.into(),
+            transition: transition.into(),
+            heartbeat_timeout: Some(heartbeat),
+            metadata: Some(meta.into()),
+        }
+    }
+
+    #[test]
+    fn drain_settings_come_from_the_hook_metadata() {
+        use crate::lifecycle::{LAUNCHING, TERMINATING};
+        let s = drain_settings(&[
+            hook("launch", LAUNCHING, 300, r#"{"ttl": 30}"#),
+            hook(
+                "term",
+                TERMINATING,
+                90,
+                r#"{"drain_seconds": 120, "ttl": 5}"#,
+            ),
+            hook("other", TERMINATING, 60, "{}"),
+        ]);
+        assert_eq!(s.node_hooks, vec![("term".to_owned(), Some(90))]);
+        assert_eq!(
+            (s.drain_seconds, s.ttl),
+            (120, 30),
+            "launch TTL is the record's"
+        );
+        assert_eq!(
+            s.heartbeat_every(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        let s = drain_settings(&[hook(
+            "term",
+            TERMINATING,
+            60,
+            r#"{"drain_seconds": 10, "ttl": 5}"#,
+        )]);
+        assert_eq!((s.drain_seconds, s.ttl), (10, 5));
+        let s = drain_settings(&[]);
+        assert_eq!((s.node_hooks.len(), s.drain_seconds, s.ttl), (0, 0, 60));
+        assert_eq!(s.heartbeat_every(), None);
     }
 
     #[test]

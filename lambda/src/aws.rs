@@ -17,7 +17,7 @@ use craftlb_core::healthcheck::{Config, HealthChecks, plan_tags};
 use craftlb_core::lifecycle::{self, Addresses, LifecycleResult};
 
 use crate::event::LifecycleMessage;
-use crate::handler::{Aws, Completion, Group, Record};
+use crate::handler::{Aws, CheckInfo, Completion, Group, Record};
 
 /// Bound on record pages in reconcile (300 records each).
 const MAX_RECORD_PAGES: usize = 10_000;
@@ -139,25 +139,21 @@ impl Aws for SdkAws {
 
     async fn find_zone(&self, record: &str) -> Result<Option<String>, Error> {
         for candidate in lifecycle::zone_candidates(record) {
-            self.count();
-            let out = self
-                .route53
-                .list_hosted_zones_by_name()
-                .dns_name(&candidate)
-                .max_items(1)
-                .send()
-                .await
-                .map_err(sdk_error(
-                    "Route 53",
-                    "ListHostedZonesByName",
-                    format!("find the hosted zone of '{record}'"),
-                ))?;
-            let zone = out.hosted_zones().first().filter(|z| {
-                z.name().eq_ignore_ascii_case(&candidate)
-                    && !z.config().is_some_and(|c| c.private_zone())
-            });
-            if let Some(z) = zone {
-                return Ok(Some(z.id().trim_start_matches("/hostedzone/").to_owned()));
+            let public = self.public_zones_named(&candidate, record).await?;
+            match public.as_slice() {
+                [] => continue,
+                [one] => return Ok(Some(one.clone())),
+                several => {
+                    return Err(Error::new(
+                        ErrorKind::Rejected,
+                        format!("find the hosted zone of '{record}'"),
+                        format!(
+                            "{} public hosted zones are named {candidate} ({}); set hosted_zone_id in the hook metadata",
+                            several.len(),
+                            several.join(", ")
+                        ),
+                    ));
+                }
             }
         }
         Ok(None)
@@ -230,28 +226,25 @@ impl Aws for SdkAws {
         Ok(true)
     }
 
-    async fn ensure_health_check(
-        &self,
-        reference: &str,
-        config: &Config,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<String, Error> {
+    async fn create_health_check(&self, reference: &str, config: &Config) -> Result<String, Error> {
         self.count();
-        let action = format!(
-            "create health check for {}",
-            tags.get("craftlb:instance-id")
-                .map(String::as_str)
-                .unwrap_or(reference)
-        );
-        let hc = self
+        let action = format!("create health check '{reference}'");
+        Ok(self
             .health_checks
             .create_with_reference(reference, config, &action)
-            .await?;
+            .await?
+            .id)
+    }
+
+    async fn tag_health_check(
+        &self,
+        id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
         self.count();
         self.health_checks
-            .change_tags(&hc.id, &plan_tags(&BTreeMap::new(), tags, false))
-            .await?;
-        Ok(hc.id)
+            .change_tags(id, &plan_tags(&BTreeMap::new(), tags, false))
+            .await
     }
 
     async fn delete_health_check(&self, id: &str) -> Result<bool, Error> {
@@ -426,14 +419,27 @@ impl Aws for SdkAws {
         ))
     }
 
-    async fn lifecycle_health_checks(&self) -> Result<Vec<(String, String)>, Error> {
+    async fn record_health_checks(&self, record: &str) -> Result<Vec<CheckInfo>, Error> {
         self.count();
-        Ok(self
+        let prefix = lifecycle::record_reference_prefix(record);
+        let ours: Vec<(String, String)> = self
             .health_checks
             .list_all()
             .await?
             .into_iter()
+            .filter(|c| c.caller_reference.starts_with(&prefix))
             .map(|c| (c.id, c.caller_reference))
+            .collect();
+        let ids: Vec<String> = ours.iter().map(|(id, _)| id.clone()).collect();
+        self.count();
+        let mut tags = self.health_checks.tags_of(&ids).await?;
+        Ok(ours
+            .into_iter()
+            .map(|(id, caller_reference)| CheckInfo {
+                tags: tags.remove(&id).unwrap_or_default(),
+                id,
+                caller_reference,
+            })
             .collect())
     }
 
@@ -442,7 +448,64 @@ impl Aws for SdkAws {
     }
 }
 
+/// Zones per ListHostedZonesByName page: same-name zones (split horizon:
+/// a private and a public one) come one after another, so one page almost
+/// always holds every zone of a name.
+const ZONE_PAGE: i32 = 10;
+
 impl SdkAws {
+    /// Ids of the public zones named exactly `name`, reading every zone of
+    /// that name (never just the first: a private zone of the same name may
+    /// sort before the public one).
+    async fn public_zones_named(&self, name: &str, record: &str) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        let mut start: (String, Option<String>) = (name.to_owned(), None);
+        for _ in 0..100 {
+            self.count();
+            let page = self
+                .route53
+                .list_hosted_zones_by_name()
+                .dns_name(&start.0)
+                .set_hosted_zone_id(start.1.clone())
+                .max_items(ZONE_PAGE)
+                .send()
+                .await
+                .map_err(sdk_error(
+                    "Route 53",
+                    "ListHostedZonesByName",
+                    format!("find the hosted zone of '{record}'"),
+                ))?;
+            let mut past = false;
+            for z in page.hosted_zones() {
+                if !lifecycle::fqdn(z.name()).eq_ignore_ascii_case(name) {
+                    past = true;
+                    break;
+                }
+                if !z.config().is_some_and(|c| c.private_zone()) {
+                    out.push(z.id().trim_start_matches("/hostedzone/").to_owned());
+                }
+            }
+            match (past, page.is_truncated(), page.next_dns_name()) {
+                (false, true, Some(next)) => {
+                    let next = (
+                        next.to_owned(),
+                        page.next_hosted_zone_id().map(str::to_owned),
+                    );
+                    if next == start {
+                        break;
+                    }
+                    start = next;
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Transient,
+            format!("find the hosted zone of '{record}'"),
+            "ListHostedZonesByName pagination did not end",
+        ))
+    }
+
     async fn describe_group(&self, group: &str) -> Result<Option<AutoScalingGroup>, Error> {
         self.count();
         craftlb_core::autoscaling::describe_group(&self.autoscaling, group).await

@@ -49,13 +49,15 @@ pub trait Aws {
     async fn associate_eip(&self, pool: &str, instance_id: &str) -> Result<String, Error>;
     /// Returns the instance's pool address to the pool.
     async fn release_eip(&self, pool: &str, instance_id: &str) -> Result<bool, Error>;
-    /// Creates the check, or returns the one created with this reference.
-    async fn ensure_health_check(
+    /// CreateHealthCheck with this caller reference: returns the check
+    /// created earlier with the same reference and settings, or fails with
+    /// HealthCheckAlreadyExists for the reference of a deleted check.
+    async fn create_health_check(&self, reference: &str, config: &Config) -> Result<String, Error>;
+    async fn tag_health_check(
         &self,
-        reference: &str,
-        config: &Config,
+        id: &str,
         tags: &BTreeMap<String, String>,
-    ) -> Result<String, Error>;
+    ) -> Result<(), Error>;
     async fn delete_health_check(&self, id: &str) -> Result<bool, Error>;
     /// The record with this set identifier, found directly (no scan).
     async fn find_record(
@@ -72,17 +74,30 @@ pub trait Aws {
         token: &str,
         result: LifecycleResult,
     ) -> Result<Completion, Error>;
-    /// AWS calls made so far by this client (for the report).
     /// The group's members and its launching hook's metadata (reconcile).
     async fn group(&self, group: &str) -> Result<Option<Group>, Error>;
     /// Every A record named `name` in the zone (reconcile only: pages).
     async fn list_records(&self, zone_id: &str, name: &str) -> Result<Vec<Record>, Error>;
-    /// (id, caller reference) of every health check in the account
-    /// (reconcile only: 1,000 per call).
-    async fn lifecycle_health_checks(&self) -> Result<Vec<(String, String)>, Error>;
+    /// The health checks published under `record` (found by their caller
+    /// reference prefix, 1,000 per call) with their tags (reconcile only).
+    async fn record_health_checks(&self, record: &str) -> Result<Vec<CheckInfo>, Error>;
     /// AWS calls made so far by this client (for the report).
     fn calls(&self) -> u64;
 }
+
+/// A health check the Lambda made, as reconcile sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckInfo {
+    pub id: String,
+    pub caller_reference: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Tag keys on every health check the Lambda makes: what reconcile uses to
+/// prove a check (and the record pointing at it) belongs to its group.
+pub const TAG_GROUP: &str = "craftlb:group";
+pub const TAG_INSTANCE: &str = "craftlb:instance-id";
+pub const TAG_RECORD: &str = "craftlb:record";
 
 /// An Auto Scaling group as reconcile needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,18 +241,8 @@ pub(crate) async fn register_at<A: Aws>(
     };
     p.ip = Some(ip.clone());
     let health_check_id = if meta.health_check.enabled {
-        let tags: BTreeMap<String, String> = [
-            (
-                "Name".to_owned(),
-                format!("{} {instance}", name.trim_end_matches('.')),
-            ),
-            ("craftlb:instance-id".to_owned(), instance.to_owned()),
-            ("craftlb:group".to_owned(), group.to_owned()),
-        ]
-        .into();
-        let reference = lifecycle::health_check_reference(instance, name);
         let config = lifecycle::health_check_config(&ip, &meta.health_check);
-        Some(aws.ensure_health_check(&reference, &config, &tags).await?)
+        Some(ensure_health_check(aws, instance, group, name, &config).await?)
     } else {
         None
     };
@@ -261,6 +266,51 @@ pub(crate) async fn register_at<A: Aws>(
     }
     upserted?;
     Ok(())
+}
+
+/// The instance's health check: created with the first caller reference of
+/// its sequence that Route 53 still accepts (see
+/// [`lifecycle::health_check_reference`]), then tagged.
+async fn ensure_health_check<A: Aws>(
+    aws: &A,
+    instance: &str,
+    group: &str,
+    name: &str,
+    config: &Config,
+) -> Result<String, Failure> {
+    let mut id = None;
+    for generation in 0..=lifecycle::MAX_REFERENCE_GENERATIONS {
+        let reference = lifecycle::health_check_reference(instance, name, config, generation);
+        match aws.create_health_check(&reference, config).await {
+            Ok(created) => {
+                id = Some(created);
+                break;
+            }
+            // Spent by a deleted check (or, in theory, taken by other
+            // settings): the next generation.
+            Err(e) if e.code() == Some("HealthCheckAlreadyExists") => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let id = id.ok_or_else(|| {
+        Permanent(format!(
+            "every health-check caller reference of '{instance}' under {name} was used by a deleted check \
+             ({} deletions); publish it with a new instance",
+            lifecycle::MAX_REFERENCE_GENERATIONS + 1
+        ))
+    })?;
+    let tags: BTreeMap<String, String> = [
+        (
+            "Name".to_owned(),
+            format!("{} {instance}", name.trim_end_matches('.')),
+        ),
+        (TAG_INSTANCE.to_owned(), instance.to_owned()),
+        (TAG_GROUP.to_owned(), group.to_owned()),
+        (TAG_RECORD.to_owned(), name.to_owned()),
+    ]
+    .into();
+    aws.tag_health_check(&id, &tags).await?;
+    Ok(id)
 }
 
 async fn deregister<A: Aws>(
@@ -408,6 +458,8 @@ mod tests {
         records: RefCell<BTreeMap<(String, String), Record>>,
         checks: RefCell<BTreeMap<String, (String, Config)>>,
         deleted_checks: RefCell<Vec<String>>,
+        deleted_refs: RefCell<std::collections::BTreeSet<String>>,
+        check_tags: RefCell<BTreeMap<String, BTreeMap<String, String>>>,
         completed: RefCell<Vec<(String, LifecycleResult)>>,
         fail: RefCell<BTreeMap<&'static str, ErrorKind>>,
         no_active_action: Cell<bool>,
@@ -467,23 +519,45 @@ mod tests {
             self.op("release_eip")?;
             Ok(true)
         }
-        async fn ensure_health_check(
+        async fn create_health_check(
             &self,
             reference: &str,
             config: &Config,
-            _tags: &BTreeMap<String, String>,
         ) -> Result<String, Error> {
-            self.op("ensure_health_check")?;
+            self.op("create_health_check")?;
+            if self.deleted_refs.borrow().contains(reference) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    "create health check",
+                    "HealthCheckAlreadyExists (fake)",
+                )
+                .with_code("HealthCheckAlreadyExists"));
+            }
             let id = format!("hc-{reference}");
             self.checks
                 .borrow_mut()
                 .insert(id.clone(), (reference.to_owned(), config.clone()));
             Ok(id)
         }
+        async fn tag_health_check(
+            &self,
+            id: &str,
+            tags: &BTreeMap<String, String>,
+        ) -> Result<(), Error> {
+            self.op("tag_health_check")?;
+            self.check_tags
+                .borrow_mut()
+                .insert(id.to_owned(), tags.clone());
+            Ok(())
+        }
         async fn delete_health_check(&self, id: &str) -> Result<bool, Error> {
             self.op("delete_health_check")?;
             self.deleted_checks.borrow_mut().push(id.to_owned());
-            Ok(self.checks.borrow_mut().remove(id).is_some())
+            let removed = self.checks.borrow_mut().remove(id);
+            if let Some((reference, _)) = &removed {
+                self.deleted_refs.borrow_mut().insert(reference.clone());
+            }
+            Ok(removed.is_some())
         }
         async fn find_record(
             &self,
@@ -549,13 +623,24 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        async fn lifecycle_health_checks(&self) -> Result<Vec<(String, String)>, Error> {
-            self.op("lifecycle_health_checks")?;
+        async fn record_health_checks(&self, record: &str) -> Result<Vec<CheckInfo>, Error> {
+            self.op("record_health_checks")?;
+            let prefix = lifecycle::record_reference_prefix(record);
             Ok(self
                 .checks
                 .borrow()
                 .iter()
-                .map(|(id, (r, _))| (id.clone(), r.clone()))
+                .filter(|(_, (r, _))| r.starts_with(&prefix))
+                .map(|(id, (r, _))| CheckInfo {
+                    id: id.clone(),
+                    caller_reference: r.clone(),
+                    tags: self
+                        .check_tags
+                        .borrow()
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_default(),
+                })
                 .collect())
         }
         fn calls(&self) -> u64 {
@@ -617,6 +702,38 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_check_does_not_block_registration_again() {
+        let aws = Fake::new();
+        aws.fail
+            .borrow_mut()
+            .insert("upsert_record", ErrorKind::Transient);
+        let r = run(
+            &aws,
+            &msg(lifecycle::LAUNCHING, Some(r#"{"on_failure": "CONTINUE"}"#)),
+        );
+        assert_eq!(r.action, "failed", "{r:?}");
+        assert!(aws.checks.borrow().is_empty(), "the check was removed");
+        assert_eq!(aws.deleted_refs.borrow().len(), 1);
+        aws.fail.borrow_mut().clear();
+        // Redelivered twice: one check, on the next caller reference.
+        for _ in 0..2 {
+            let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+            assert_eq!(r.action, "registered", "{r:?}");
+        }
+        let checks = aws.checks.borrow();
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        let (reference, _) = checks.values().next().cloned().unwrap_or_default();
+        assert!(reference.ends_with("-1"), "{reference}");
+        let tags = aws.check_tags.borrow();
+        let tags = tags.values().next().cloned().unwrap_or_default();
+        assert_eq!(tags.get(TAG_GROUP).map(String::as_str), Some("mylb-asg"));
+        assert_eq!(
+            tags.get(TAG_RECORD).map(String::as_str),
+            Some("lb.example.com.")
+        );
+    }
+
+    #[test]
     fn terminate_removes_record_then_check_and_continues() {
         let aws = Fake::new();
         run(&aws, &msg(lifecycle::LAUNCHING, None));
@@ -645,8 +762,8 @@ mod tests {
             .next()
             .unwrap_or_else(|| panic!("no record"));
         assert_eq!((rec.zone_id.as_str(), rec.ttl, rec.weight), ("Z9", 30, 5));
-        // instance + health check + record + complete
-        assert_eq!(r.aws_calls, 4, "{r:?}");
+        // instance + create check + tag check + record + complete
+        assert_eq!(r.aws_calls, 5, "{r:?}");
     }
 
     #[test]

@@ -3,78 +3,136 @@
 
 Unlike a lifecycle event (a constant number of calls), reconcile reads the
 whole picture: the group's members, every record under the group's name,
-and the account's health checks (by caller reference, 1,000 per call). It
-publishes InService instances that lack a record, removes records of
-instances that are gone, and deletes health checks the Lambda created for
-instances that are neither in service nor referenced by a record.
+and the health checks published under that name (by caller-reference
+prefix, 1,000 per call) with their tags.
+
+It touches only what it can prove is its group's: a record whose set
+identifier is a member of the group, or whose health check is tagged with
+the group (`craftlb:group`); a health check tagged with the group. A second
+group publishing under the same name (blue/green) keeps its records, and a
+record of an instance nobody can vouch for is reported, not deleted.
+
+It never undoes a registration in flight: members that are not InService
+and not on their way out (Pending:Wait while the launch is being
+registered, Standby, warm pools) are left alone.
 */
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use craftlb_core::lifecycle::{self, HookMetadata, REF_PREFIX_LIFECYCLE};
+use craftlb_core::lifecycle::HookMetadata;
 use serde::Serialize;
 
-use crate::handler::{Aws, Failure, Progress, Record, register_at, zone_for};
+use crate::handler::{
+    Aws, CheckInfo, Failure, Progress, Record, TAG_GROUP, TAG_INSTANCE, register_at, zone_for,
+};
+
+/// What a member's lifecycle state means for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// InService: must be published.
+    Serving,
+    /// On its way in, parked or warm: whatever is published stays as it is.
+    Hold,
+    /// On its way out: its record goes.
+    Gone,
+}
+
+fn class(state: &str) -> Class {
+    match state {
+        "InService" => Class::Serving,
+        s if s.starts_with("Terminat") || s.starts_with("Detach") => Class::Gone,
+        _ => Class::Hold,
+    }
+}
 
 /// What reconcile decided, before doing it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub register: Vec<String>,
-    pub remove: Vec<Record>,
+    /// Records to delete, each with its health check when that check is ours.
+    pub remove: Vec<(Record, Option<String>)>,
     pub orphan_checks: Vec<String>,
+    /// Records under the name that look like an instance's but that nothing
+    /// proves are this group's: left alone, reported.
+    pub unproven: Vec<String>,
 }
 
-/// The pure decision. `in_service`: instances that should be published;
-/// `records`: the A records under the group's name; `checks`: (id, caller
-/// reference) of health checks in the account.
+/// The pure decision. `members`: (instance id, lifecycle state) of the
+/// group; `records`: the A records under the group's name; `checks`: the
+/// health checks published under that name, with their tags.
 pub fn plan(
-    name: &str,
-    in_service: &BTreeSet<String>,
+    group: &str,
+    members: &[(String, String)],
     records: &[Record],
-    checks: &[(String, String)],
+    checks: &[CheckInfo],
 ) -> Plan {
-    let published: BTreeSet<&str> = records.iter().map(|r| r.set_identifier.as_str()).collect();
-    let register = in_service
+    let members: BTreeMap<&str, Class> = members
         .iter()
-        .filter(|i| !published.contains(i.as_str()))
-        .cloned()
+        .map(|(id, state)| (id.as_str(), class(state)))
         .collect();
-    // Only records the Lambda made (set identifier = an instance id).
-    let remove: Vec<Record> = records
+    let owned: BTreeMap<&str, &CheckInfo> = checks
         .iter()
-        .filter(|r| r.set_identifier.starts_with("i-") && !in_service.contains(&r.set_identifier))
-        .cloned()
+        .filter(|c| c.tags.get(TAG_GROUP).map(String::as_str) == Some(group))
+        .map(|c| (c.id.as_str(), c))
         .collect();
-    // Checks a record points at are handled with their record.
+    let owned_check = |r: &Record| {
+        r.health_check_id
+            .as_deref()
+            .filter(|id| owned.contains_key(id))
+            .map(str::to_owned)
+    };
+    let claimed_by_other = |r: &Record| {
+        checks.iter().any(|c| {
+            Some(c.id.as_str()) == r.health_check_id.as_deref()
+                && c.tags.get(TAG_GROUP).is_some_and(|g| g != group)
+        })
+    };
+    let mut out = Plan::default();
+    let mut published = BTreeSet::new();
+    for r in records {
+        let id = r.set_identifier.as_str();
+        published.insert(id);
+        match members.get(id) {
+            Some(Class::Serving | Class::Hold) => {}
+            Some(Class::Gone) => out.remove.push((r.clone(), owned_check(r))),
+            None if owned_check(r).is_some() => out.remove.push((r.clone(), owned_check(r))),
+            // Its check names another group: that group's record.
+            None if claimed_by_other(r) => {}
+            None if id.starts_with("i-") => out.unproven.push(id.to_owned()),
+            // A record someone added by hand (not an instance's): not ours.
+            None => {}
+        }
+    }
+    out.register = members
+        .iter()
+        .filter(|(id, c)| **c == Class::Serving && !published.contains(**id))
+        .map(|(id, _)| (*id).to_owned())
+        .collect();
     let referenced: BTreeSet<&str> = records
         .iter()
         .filter_map(|r| r.health_check_id.as_deref())
         .collect();
-    let orphan_checks = checks
-        .iter()
-        .filter(|(id, reference)| {
-            instance_of(reference).is_some_and(|inst| {
-                !in_service.contains(inst)
-                    && lifecycle::health_check_reference(inst, name) == *reference
-                    && !referenced.contains(id.as_str())
-            })
+    out.orphan_checks = owned
+        .values()
+        .filter(|c| !referenced.contains(c.id.as_str()))
+        .filter(|c| {
+            let instance = c
+                .tags
+                .get(TAG_INSTANCE)
+                .map(String::as_str)
+                .unwrap_or_default();
+            match members.get(instance) {
+                None | Some(Class::Gone) => true,
+                // Its record points at another check: this one is stale.
+                // Without a record, registration reuses this very check.
+                Some(Class::Serving) => published.contains(instance),
+                Some(Class::Hold) => false,
+            }
         })
-        .map(|(id, _)| id.clone())
+        .map(|c| c.id.clone())
         .collect();
-    Plan {
-        register,
-        remove,
-        orphan_checks,
-    }
-}
-
-/// The instance id inside a lifecycle health check's caller reference.
-fn instance_of(reference: &str) -> Option<&str> {
-    reference
-        .strip_prefix(REF_PREFIX_LIFECYCLE)
-        .and_then(|rest| rest.rsplit_once('-'))
-        .map(|(inst, _hash)| inst)
+    out
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -85,6 +143,8 @@ pub struct Report {
     pub registered: Vec<String>,
     pub removed: Vec<String>,
     pub orphan_checks_deleted: Vec<String>,
+    /// Instance records under the name this group cannot prove are its own.
+    pub unproven: Vec<String>,
     pub errors: Vec<String>,
     pub aws_calls: u64,
     pub latency_ms: u64,
@@ -115,15 +175,10 @@ async fn run<A: Aws>(aws: &A, group_name: &str, report: &mut Report) -> Result<(
     let meta = HookMetadata::parse(group.launch_metadata.as_deref())?;
     let (name, zone) = zone_for(aws, &meta, &group.tags).await?;
     report.record = Some(name.clone());
-    let in_service: BTreeSet<String> = group
-        .instances
-        .iter()
-        .filter(|(_, state)| state == "InService")
-        .map(|(id, _)| id.clone())
-        .collect();
     let records = aws.list_records(&zone, &name).await?;
-    let checks = aws.lifecycle_health_checks().await?;
-    let todo = plan(&name, &in_service, &records, &checks);
+    let checks = aws.record_health_checks(&name).await?;
+    let todo = plan(group_name, &group.instances, &records, &checks);
+    report.unproven = todo.unproven.clone();
     for instance in &todo.register {
         let mut p = Progress::default();
         match register_at(aws, instance, group_name, &meta, &name, &zone, &mut p).await {
@@ -131,15 +186,17 @@ async fn run<A: Aws>(aws: &A, group_name: &str, report: &mut Report) -> Result<(
             Err(f) => report.errors.push(format!("{instance}: {}", f.message())),
         }
     }
-    for rec in &todo.remove {
+    for (rec, check) in &todo.remove {
         match aws.delete_record(rec).await {
             Ok(()) => report.removed.push(rec.set_identifier.clone()),
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => {
+                report.errors.push(e.to_string());
+                continue;
+            }
         }
-        let Some(hc) = &rec.health_check_id else {
-            continue;
-        };
-        if let Err(e) = aws.delete_health_check(hc).await {
+        if let Some(hc) = check
+            && let Err(e) = aws.delete_health_check(hc).await
+        {
             report.errors.push(e.to_string());
         }
     }
@@ -171,46 +228,101 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reconcile_plan() {
-        let name = "lb.example.com.";
-        let in_service: BTreeSet<String> = ["i-a".to_owned(), "i-b".to_owned()].into();
-        let records = vec![
-            rec("i-a", Some("hc-a")),
-            rec("i-gone", Some("hc-gone")),
-            rec("manual", None),
-        ];
-        let checks = vec![
-            (
-                "hc-a".to_owned(),
-                lifecycle::health_check_reference("i-a", name),
-            ),
-            (
-                "hc-gone".to_owned(),
-                lifecycle::health_check_reference("i-gone", name),
-            ),
-            (
-                "hc-leak".to_owned(),
-                lifecycle::health_check_reference("i-old", name),
-            ),
-            (
-                "hc-other-group".to_owned(),
-                lifecycle::health_check_reference("i-x", "other.example.com"),
-            ),
-            ("hc-foreign".to_owned(), "some-other-tool".to_owned()),
-        ];
-        let p = plan(name, &in_service, &records, &checks);
-        assert_eq!(p.register, vec!["i-b".to_owned()]);
-        assert_eq!(p.remove, vec![rec("i-gone", Some("hc-gone"))]);
-        // hc-gone goes with its record; hc-leak is an orphan; checks of
-        // other names and other tools are never touched.
-        assert_eq!(p.orphan_checks, vec!["hc-leak".to_owned()]);
+    fn check(id: &str, group: &str, instance: &str) -> CheckInfo {
+        CheckInfo {
+            id: id.into(),
+            caller_reference: format!("ref-{id}"),
+            tags: [
+                (TAG_GROUP.to_owned(), group.to_owned()),
+                (TAG_INSTANCE.to_owned(), instance.to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    fn members(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(i, s)| ((*i).to_owned(), (*s).to_owned()))
+            .collect()
     }
 
     #[test]
-    fn instance_id_from_reference() {
-        let r = lifecycle::health_check_reference("i-0123456789abcdef0", "lb.example.com");
-        assert_eq!(instance_of(&r), Some("i-0123456789abcdef0"));
-        assert_eq!(instance_of("craftlb-abc"), None);
+    fn reconcile_plan_publishes_missing_and_removes_what_is_provably_ours() {
+        let members = members(&[
+            ("i-a", "InService"),
+            ("i-b", "InService"),
+            ("i-leaving", "Terminating:Wait"),
+        ]);
+        let records = vec![
+            rec("i-a", Some("hc-a")),
+            rec("i-gone", Some("hc-gone")),
+            rec("i-leaving", Some("hc-leaving")),
+            rec("manual", None),
+        ];
+        let checks = vec![
+            check("hc-a", "blue", "i-a"),
+            check("hc-gone", "blue", "i-gone"),
+            check("hc-leaving", "blue", "i-leaving"),
+            check("hc-leak", "blue", "i-old"),
+        ];
+        let p = plan("blue", &members, &records, &checks);
+        assert_eq!(p.register, vec!["i-b".to_owned()]);
+        assert_eq!(
+            p.remove,
+            vec![
+                (rec("i-gone", Some("hc-gone")), Some("hc-gone".to_owned())),
+                (
+                    rec("i-leaving", Some("hc-leaving")),
+                    Some("hc-leaving".to_owned())
+                ),
+            ]
+        );
+        assert_eq!(p.orphan_checks, vec!["hc-leak".to_owned()]);
+        assert!(p.unproven.is_empty());
+    }
+
+    #[test]
+    fn another_groups_records_and_checks_are_never_touched() {
+        // Blue/green under one name: green's instance is not blue's member.
+        let members = members(&[("i-blue", "InService")]);
+        let records = vec![rec("i-blue", Some("hc-b")), rec("i-green", Some("hc-g"))];
+        let checks = vec![
+            check("hc-b", "blue", "i-blue"),
+            check("hc-g", "green", "i-green"),
+            check("hc-g-old", "green", "i-green-old"),
+        ];
+        let p = plan("blue", &members, &records, &checks);
+        assert_eq!(p, Plan::default(), "{p:?}");
+        // Without any proof (no check), an instance record is reported only.
+        let p = plan("blue", &members, &[rec("i-x", None)], &[]);
+        assert_eq!(p.unproven, vec!["i-x".to_owned()]);
+        assert!(p.remove.is_empty());
+    }
+
+    #[test]
+    fn a_registration_in_flight_is_left_alone() {
+        let members = members(&[("i-new", "Pending:Wait"), ("i-parked", "Standby")]);
+        let records = vec![rec("i-new", Some("hc-new"))];
+        let checks = vec![
+            check("hc-new", "blue", "i-new"),
+            // Check made, record not yet upserted.
+            check("hc-parked", "blue", "i-parked"),
+        ];
+        let p = plan("blue", &members, &records, &checks);
+        assert_eq!(p, Plan::default(), "{p:?}");
+    }
+
+    #[test]
+    fn stale_check_of_a_serving_instance_goes_unless_registration_reuses_it() {
+        let members = members(&[("i-a", "InService"), ("i-b", "InService")]);
+        let records = vec![rec("i-a", Some("hc-a2"))];
+        let checks = vec![
+            check("hc-a1", "blue", "i-a"),
+            check("hc-a2", "blue", "i-a"),
+            check("hc-b", "blue", "i-b"),
+        ];
+        let p = plan("blue", &members, &records, &checks);
+        assert_eq!(p.orphan_checks, vec!["hc-a1".to_owned()]);
+        assert_eq!(p.register, vec!["i-b".to_owned()]);
     }
 }

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
 
-fn world(emulator: &Emulator, extra: &[&str]) {
+fn world(emulator: &Emulator, extra: &[&str]) -> Value {
     let mut args = vec!["world", "--bootstrap", BOOTSTRAP];
     args.extend_from_slice(extra);
-    scenario(emulator, &args);
+    scenario(emulator, &args)
 }
 
 fn scale_and_wait(emulator: &Emulator, n: usize) -> Value {
@@ -389,4 +389,198 @@ fn drain_switch_leaves_completion_to_the_node_and_timeout_applies_default() {
         ],
         "{actions}"
     );
+}
+
+/// Split horizon: a private zone with the record's name next to the public
+/// one. Whichever of the two Route 53 lists first, the record goes into the
+/// public zone.
+#[test]
+fn split_horizon_publishes_into_the_public_zone() {
+    for order in ["first", "last"] {
+        let emu = Emulator::start();
+        let w = world(&emu, &["--private-zone", order]);
+        assert!(w["private_zone_id"].is_string(), "{w}");
+        scale_and_wait(&emu, 1);
+        let state = assert_published_exactly(&emu);
+        let records = state["records"].as_array().cloned().unwrap_or_default();
+        assert_eq!(records.len(), 1, "private zone {order}: {state}");
+        assert_eq!(
+            records[0]["zone_id"], w["zone_id"],
+            "private zone {order}: {state}"
+        );
+        let r = reports(&emu);
+        assert_eq!(r[0]["action"], "registered", "private zone {order}: {r:?}");
+    }
+}
+
+/// The payload of the first Lambda run of `transition` for `instance`.
+fn delivery_of(emulator: &Emulator, instance: &str, transition: &str) -> Value {
+    settled(emulator)
+        .into_iter()
+        .find(|i| {
+            let msg = i["payload"]["Records"][0]["Sns"]["Message"]
+                .as_str()
+                .and_then(|m| serde_json::from_str::<Value>(m).ok())
+                .unwrap_or_default();
+            msg["EC2InstanceId"] == instance && msg["LifecycleTransition"] == transition
+        })
+        .map(|i| i["payload"].clone())
+        .unwrap_or_else(|| panic!("no {transition} delivery for {instance}"))
+}
+
+/// A failed record upsert deletes the health check it just made; Route 53
+/// never lets that check's caller reference be used again. A redelivered
+/// event and reconcile must still publish the instance, each with one check.
+#[test]
+fn registration_after_a_deleted_check_is_possible_again() {
+    let emu = Emulator::start();
+    world(&emu, &["--metadata", r#"{"on_failure": "CONTINUE"}"#]);
+    scenario(
+        &emu,
+        &[
+            "faults",
+            "--rules",
+            r#"{"seed": 5, "rules": [{"service": "route53", "operation": "ChangeResourceRecordSets",
+                "error": 1.0, "agent": "aws-sdk-rust"}]}"#,
+        ],
+    );
+    let up = scale_and_wait(&emu, 2);
+    settled(&emu);
+    scenario(&emu, &["faults", "--rules", r#"{"rules": []}"#]);
+    let state = scenario(&emu, &["state"]);
+    assert_eq!(state["records"], serde_json::json!([]), "{state}");
+    assert_eq!(
+        state["health_checks"],
+        serde_json::json!([]),
+        "the failed launches removed their checks: {state}"
+    );
+    let ids: Vec<String> = up["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(ids.len(), 2, "{up}");
+
+    // Redelivery of the first instance's launch, twice (duplicates converge).
+    let payload = delivery_of(&emu, &ids[0], "autoscaling:EC2_INSTANCE_LAUNCHING").to_string();
+    for _ in 0..2 {
+        let run = scenario(&emu, &["invoke", "--payload", &payload]);
+        assert_eq!(run["status"], "ok", "{run}");
+    }
+    let state = scenario(&emu, &["state"]);
+    assert_eq!(
+        strings(&state["records"], "set_identifier"),
+        BTreeSet::from([ids[0].clone()]),
+        "redelivery published the first instance: {state}"
+    );
+    assert_eq!(
+        state["health_checks"].as_array().map(Vec::len),
+        Some(1),
+        "{state}"
+    );
+
+    // Reconcile publishes the second one.
+    let run = scenario(
+        &emu,
+        &["invoke", "--payload", r#"{"reconcile": "mylb-asg"}"#],
+    );
+    assert_eq!(run["status"], "ok", "{run}");
+    let state = assert_published_exactly(&emu);
+    assert_eq!(
+        state["records"].as_array().map(Vec::len),
+        Some(2),
+        "{state}"
+    );
+}
+
+/// Polls the emulator's state until `done` holds (or fails after `secs`).
+fn state_when(emulator: &Emulator, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let state = scenario(emulator, &["state"]);
+        if done(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "state never reached: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Reconcile of one group touches only what it can prove is its own: a
+/// second group publishing under the same name (blue/green) keeps its
+/// records and checks, and its own instance whose registration is in
+/// flight (Pending:Wait, record already published) keeps its record.
+#[test]
+fn reconcile_leaves_other_groups_and_registrations_in_flight_alone() {
+    let emu = Emulator::start();
+    world(&emu, &["--heartbeat", "300"]);
+    world(&emu, &["--group", "mylb-green", "--zone", ""]);
+    scale_and_wait(&emu, 1);
+    scenario(&emu, &["scale", "--group", "mylb-green", "--desired", "1"]);
+    let out = scenario(
+        &emu,
+        &["wait", "--group", "mylb-green", "--in-service", "1"],
+    );
+    assert!(out.get("timeout").is_none(), "{out}");
+    settled(&emu);
+
+    // Blue's second instance: registered, but its lifecycle action cannot
+    // be completed, so it stays in Pending:Wait with its record published.
+    scenario(
+        &emu,
+        &[
+            "faults",
+            "--rules",
+            r#"{"seed": 7, "rules": [{"service": "autoscaling", "operation": "CompleteLifecycleAction",
+                "throttle": 1.0, "agent": "aws-sdk-rust"}]}"#,
+        ],
+    );
+    scenario(&emu, &["scale", "--desired", "2"]);
+    state_when(&emu, 60, |s| {
+        s["records"].as_array().map(Vec::len) == Some(3)
+    });
+    let state = scenario(&emu, &["state"]);
+    assert!(
+        state["instances"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["state"] == "Pending:Wait")),
+        "{state}"
+    );
+
+    let run = scenario(
+        &emu,
+        &["invoke", "--payload", r#"{"reconcile": "mylb-asg"}"#],
+    );
+    assert_eq!(run["status"], "ok", "{run}");
+    let report: Value = run["logs"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| serde_json::from_str(l.as_str().unwrap_or_default()).ok())
+        .unwrap_or_default();
+    assert_eq!(report["action"], "reconciled", "{report}");
+    assert_eq!(report["removed"], serde_json::json!([]), "{report}");
+    assert_eq!(
+        report["orphan_checks_deleted"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_eq!(report["registered"], serde_json::json!([]), "{report}");
+    let after = scenario(&emu, &["state"]);
+    assert_eq!(
+        after["records"].as_array().map(Vec::len),
+        Some(3),
+        "{after}"
+    );
+    assert_eq!(
+        after["health_checks"].as_array().map(Vec::len),
+        Some(3),
+        "{after}"
+    );
+
+    // Let the held launch finish before the emulator goes.
+    scenario(&emu, &["faults", "--rules", r#"{"rules": []}"#]);
+    settled(&emu);
 }

@@ -26,7 +26,9 @@ macro_rules! aws_module_params {
                 .aliases(&["aws_session_token", "security_token", "aws_security_token"])
                 .no_log(),
             $crate::protocol::Param::str("endpoint_url").aliases(&["aws_endpoint_url", "ec2_url"]),
-            $crate::protocol::Param::int("retries"),
+            $crate::protocol::Param::int("retries").default($crate::protocol::Default::Int(
+                craftlb_core::aws::DEFAULT_RETRIES as i64,
+            )),
         ]
     };
 }

@@ -103,6 +103,38 @@ pub fn runtime(socket: &Path, command: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// One command on the master CLI (`haproxy -S <socket>`): the master keeps
+/// the connection open for more, so the command is followed by `quit`.
+/// `@1 <cmd>` reaches the current worker, `@!<pid> <cmd>` any worker.
+///
+/// While the master re-executes itself for a reload its socket refuses
+/// connections for a moment; that is waited out (up to 10 s).
+pub fn master(socket: &Path, command: &str) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match runtime(socket, &format!("{command};quit")) {
+            Err(e) if std::time::Instant::now() < deadline && e.contains("(os error 111)") => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The worker pids of `show proc` on the master CLI: the current worker
+/// and every old one still finishing connections after a reload.
+pub fn workers(show_proc: &str) -> Vec<u32> {
+    show_proc
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            let pid = cols.next()?.parse().ok()?;
+            (cols.next()? == "worker").then_some(pid)
+        })
+        .collect()
+}
+
 /// A frontend row of `show stat`: name, current sessions, status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendStat {
@@ -163,6 +195,19 @@ mod tests {
         );
         assert_eq!(rows[2].status, "PAUSED");
         assert!(frontends("Unknown command\n").is_err());
+    }
+
+    #[test]
+    fn workers_of_show_proc_include_old_ones() {
+        let text = "#<PID>          <type>          <reloads>       <uptime>        <version>\n\
+                    5830            master          2 [failed: 0]   0d00h00m12s     2.6.12\n\
+                    # workers\n\
+                    6092            worker          0               0d00h00m01s     2.6.12\n\
+                    # old workers\n\
+                    5939            worker          1               0d00h00m05s     2.6.12\n\
+                    # programs\n\n";
+        assert_eq!(workers(text), vec![6092, 5939]);
+        assert!(workers("Unknown command.\n").is_empty());
     }
 
     #[test]

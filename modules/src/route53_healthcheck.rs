@@ -35,9 +35,9 @@ pub static SPEC: Spec = Spec {
         Param::str("resource_path"),
         Param::str("fqdn"),
         Param::str("string_match"),
-        Param::int("request_interval")
-            .choices(&["10", "30"])
-            .default(Default::Int(30)),
+        // No default here: 30 applies on create only (Config::with_create_defaults),
+        // so a task that does not restate it never "changes" an existing 10.
+        Param::int("request_interval").choices(&["10", "30"]),
         Param::int("failure_threshold")
             .choices(&["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]),
         Param::list("child_health_checks", Type::Str),
@@ -434,8 +434,12 @@ mod tests {
         let t = t.unwrap_or_else(|e| panic!("{e}"));
         assert!(t.present);
         assert_eq!(t.desired.port, Some(443));
-        assert_eq!(t.desired.request_interval, Some(30));
-        assert!(matches!(t.identity, Identity::Settings(ref c) if c.failure_threshold == Some(3)));
+        assert_eq!(
+            t.desired.request_interval, None,
+            "defaults apply on create only"
+        );
+        assert!(matches!(t.identity, Identity::Settings(ref c)
+            if c.failure_threshold == Some(3) && c.request_interval == Some(30)));
     }
 
     #[test]

@@ -46,8 +46,10 @@ pub static SPEC: Spec = Spec {
         Param::list("reload_command", Type::Str),
         Param::bool("drain").default(Default::Bool(false)),
         Param::bool("drain_only").default(Default::Bool(false)),
-        Param::int("drain_seconds").default(Default::Int(120)),
-        Param::new("stats_socket", Type::Path),
+        Param::new("master_socket", Type::Path),
+        Param::new("drain_health_acl", Type::Path),
+        Param::new("drain_closed_acl", Type::Path),
+        Param::int("drain_dns_margin").default(Default::Int(60)),
         Param::list("keep_frontends", Type::Str),
     ],
     mutually_exclusive: &[
@@ -59,7 +61,7 @@ pub static SPEC: Spec = Spec {
     required_if: &[crate::protocol::RequiredIf {
         param: "drain",
         value: "true",
-        requires: &["stats_socket"],
+        requires: &["master_socket", "drain_health_acl", "drain_closed_acl"],
         any: false,
     }],
     supports_check_mode: true,
@@ -94,8 +96,15 @@ pub struct Drain {
     /// Only watch for termination; leave the peers file alone (the fast
     /// drain timer: IMDS only, no AWS call until the node is terminating).
     pub only: bool,
-    pub seconds: u64,
-    pub stats_socket: PathBuf,
+    /// The master CLI: reaches the current worker and the old ones.
+    pub master_socket: PathBuf,
+    /// ACL pattern files the configuration reads at every (re)start: the
+    /// drain's state, so no reload re-opens a draining node.
+    pub health_acl: PathBuf,
+    pub closed_acl: PathBuf,
+    /// Added to the record's TTL before the node stops accepting: Route 53
+    /// takes up to a minute to propagate a deletion to all its servers.
+    pub dns_margin: u64,
     pub keep_frontends: Vec<String>,
 }
 
@@ -164,8 +173,10 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             "'{bad}' is not a valid haproxy peer/section name ([A-Za-z0-9_.-], at most 64)"
         )));
     }
+    // A drain watch never writes the peers file, so it never reloads.
+    let watch_only = p.bool("drain_only").unwrap_or(false);
     let reload = match (
-        p.bool("reload").unwrap_or(true),
+        p.bool("reload").unwrap_or(true) && !watch_only,
         p.str("master_pidfile"),
         p.str_list("reload_command"),
     ) {
@@ -190,11 +201,13 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
         }
         true => Some(Drain {
             only: p.bool("drain_only").unwrap_or(false),
-            seconds: p
-                .int("drain_seconds")
+            master_socket: p.str("master_socket").unwrap_or_default().into(),
+            health_acl: p.str("drain_health_acl").unwrap_or_default().into(),
+            closed_acl: p.str("drain_closed_acl").unwrap_or_default().into(),
+            dns_margin: p
+                .int("drain_dns_margin")
                 .and_then(|s| u64::try_from(s).ok())
-                .ok_or_else(|| Failure::msg("drain_seconds must be >= 0"))?,
-            stats_socket: p.str("stats_socket").unwrap_or_default().into(),
+                .ok_or_else(|| Failure::msg("drain_dns_margin must be >= 0"))?,
             keep_frontends: p
                 .str_list("keep_frontends")
                 .unwrap_or_else(|| vec!["stats".into()]),
@@ -262,6 +275,10 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
             {
                 let mut data = Map::new();
                 data.insert("local_peer".into(), Value::from(local));
+                data.insert(
+                    "group_name".into(),
+                    group.clone().map_or(Value::Null, Value::from),
+                );
                 data.insert(
                     "target_lifecycle_state".into(),
                     state.map_or(Value::Null, Value::from),
@@ -398,8 +415,188 @@ fn write_validated(t: &Task, local: &str, text: &str) -> Result<(), Failure> {
     result
 }
 
-/// Scale-in: stop listening, let open connections finish (bounded), then
-/// complete the terminating action of every hook that leaves it to the node.
+/// What the drain's ACL files say: when the node began to fail its health
+/// check, when it closed, whether it completed its lifecycle action. Kept
+/// as comments in the files themselves, so a drain interrupted by a restart
+/// resumes where it was (and a reload keeps the node as closed as it was).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainState {
+    pub failing_since: Option<u64>,
+    pub closed_since: Option<u64>,
+    pub completed: bool,
+}
+
+const MARK_FAILING: &str = "# craftlb: failing health check since ";
+const MARK_CLOSED: &str = "# craftlb: closed to new connections since ";
+const MARK_COMPLETED: &str = "# craftlb: lifecycle action completed";
+/// Every client address: the patterns of an ACL that matches everyone.
+const EVERYONE: [&str; 2] = ["0.0.0.0/0", "::/0"];
+
+fn marked(text: &str, mark: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(mark))
+        .and_then(|t| t.trim().parse().ok())
+}
+
+impl DrainState {
+    pub fn parse(health: &str, closed: &str) -> DrainState {
+        DrainState {
+            failing_since: marked(health, MARK_FAILING),
+            closed_since: marked(closed, MARK_CLOSED),
+            completed: closed.lines().any(|l| l == MARK_COMPLETED),
+        }
+    }
+}
+
+fn acl_text(mark: &str, since: u64, completed: bool) -> String {
+    let mut text = format!("{mark}{since}\n{}\n{}\n", EVERYONE[0], EVERYONE[1]);
+    if completed {
+        text.push_str(MARK_COMPLETED);
+        text.push('\n');
+    }
+    text
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn read_acl(path: &Path) -> Result<String, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Failure::msg(format!(
+            "cannot read drain file '{}': {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes an ACL file atomically (a reload never reads half of it).
+fn write_acl(path: &Path, text: &str) -> Result<(), Failure> {
+    let tmp = path.with_extension(format!("craftlb-{}", std::process::id()));
+    let io = |e: std::io::Error| {
+        Failure::msg(format!("cannot write drain file '{}': {e}", path.display()))
+    };
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Makes every running worker — old ones from earlier reloads too — match
+/// every client on `acl` at once (the file does the same for every worker
+/// started later).
+fn match_everyone(master: &Path, acl: &Path) -> Result<(), Failure> {
+    let pids = worker_pids(master)?;
+    for (i, pid) in pids.iter().enumerate() {
+        for pattern in EVERYONE {
+            let cmd = format!("@!{pid} add acl {} {pattern}", acl.display());
+            match haproxy::master(master, &cmd) {
+                Ok(answer) if answer.trim().is_empty() => {}
+                // An old worker may have exited since `show proc`.
+                _ if i > 0 => break,
+                Ok(answer) => {
+                    return Err(Failure::msg(format!(
+                        "haproxy refused '{cmd}': {}",
+                        answer.trim()
+                    )));
+                }
+                Err(e) => return Err(Failure::msg(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every worker's pid, the current one first.
+fn worker_pids(master: &Path) -> Result<Vec<u32>, Failure> {
+    let procs = haproxy::master(master, "show proc").map_err(Failure::msg)?;
+    let pids = haproxy::workers(&procs);
+    if pids.is_empty() {
+        return Err(Failure::msg(format!(
+            "the master CLI '{}' lists no worker: {}",
+            master.display(),
+            procs.trim()
+        )));
+    }
+    Ok(pids)
+}
+
+/// Open client sessions across every worker, old ones included.
+fn open_sessions(d: &Drain) -> Result<(u64, usize), Failure> {
+    let pids = worker_pids(&d.master_socket)?;
+    let mut open = 0;
+    for pid in &pids {
+        let csv = match haproxy::master(&d.master_socket, &format!("@!{pid} show stat")) {
+            Ok(csv) => csv,
+            // An old worker may exit between `show proc` and here.
+            Err(_) => continue,
+        };
+        let Ok(rows) = haproxy::frontends(&csv) else {
+            continue;
+        };
+        open += rows
+            .iter()
+            .filter(|f| !d.keep_frontends.contains(&f.name))
+            .map(|f| f.sessions)
+            .sum::<u64>();
+    }
+    Ok((open, pids.len()))
+}
+
+/// Lifecycle heartbeats for every node hook while the node drains, so no
+/// hook times out however long the drain is.
+struct Heartbeats<'a> {
+    api: &'a GroupApi,
+    group: &'a str,
+    local: &'a str,
+    hooks: &'a [(String, Option<i32>)],
+    every: Option<Duration>,
+    last: Instant,
+    sent: u32,
+}
+
+impl Heartbeats<'_> {
+    /// Sleeps until `until`, recording a heartbeat whenever one is due.
+    async fn sleep_until(&mut self, until: Instant) -> Result<(), Failure> {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            if let Some(every) = self.every
+                && now.duration_since(self.last) >= every
+            {
+                for (hook, _) in self.hooks {
+                    self.api.heartbeat(self.group, hook, self.local).await?;
+                }
+                self.sent += 1;
+                self.last = now;
+            }
+            let next_beat = self.every.map_or(until, |e| self.last + e);
+            let wake = until.min(next_beat).min(now + Duration::from_millis(250));
+            tokio::time::sleep(wake.saturating_duration_since(now)).await;
+        }
+    }
+}
+
+/// Scale-in, in the order clients that cache DNS need:
+/// 1. fail the health check (monitor-uri) at once, keep accepting, for the
+///    record's TTL plus `dns_margin` — clients may still hold the address;
+/// 2. stop accepting new connections (refused by the running worker,
+///    rejected by every worker a reload starts later) and close keep-alive
+///    connections after their current response, in every worker;
+/// 3. wait for open connections in every haproxy process, old workers from
+///    earlier reloads included, at most the hooks' `drain_seconds`;
+/// 4. complete the terminating action of every hook that leaves it to the
+///    node, recording heartbeats all along.
+///
+/// The state lives in the ACL files, so a re-run resumes the same drain.
 async fn drain(
     ctx: &Ctx,
     api: &GroupApi,
@@ -407,47 +604,97 @@ async fn drain(
     group: &str,
     local: &str,
 ) -> Result<Response, Failure> {
-    let hooks = api.terminating_hooks(group).await?;
-    let node_hooks: Vec<_> = hooks.iter().filter(|h| h.drain_seconds.is_some()).collect();
-    let bound = node_hooks
-        .iter()
-        .filter_map(|h| h.drain_seconds)
-        .max()
-        .map_or(d.seconds, u64::from);
-    let stat = || -> Result<Vec<haproxy::FrontendStat>, Failure> {
-        let csv = haproxy::runtime(&d.stats_socket, "show stat").map_err(Failure::msg)?;
-        let rows = haproxy::frontends(&csv).map_err(Failure::msg)?;
-        Ok(rows
-            .into_iter()
-            .filter(|f| !d.keep_frontends.contains(&f.name))
-            .collect())
-    };
-    let fronts = stat()?;
-    let to_pause: Vec<String> = fronts
-        .iter()
-        .filter(|f| f.status != "PAUSED" && f.status != "STOP")
-        .map(|f| f.name.clone())
-        .collect();
+    let settings = peers::drain_settings(&api.hooks(group).await?);
+    let health_text = read_acl(&d.health_acl)?;
+    let closed_text = read_acl(&d.closed_acl)?;
+    let state = DrainState::parse(&health_text, &closed_text);
     let mut data = Map::new();
     data.insert("local_peer".into(), Value::from(local));
     data.insert("group_name".into(), Value::from(group));
     data.insert("target_lifecycle_state".into(), Value::from("Terminated"));
-    if ctx.check_mode {
-        data.insert(
-            "drain".into(),
-            json!({"frontends": to_pause, "drain_seconds": bound,
-                   "hooks": node_hooks.iter().map(|h| h.name.clone()).collect::<Vec<_>>()}),
-        );
-        let changed = !to_pause.is_empty() || !node_hooks.is_empty();
+    let hook_names: Vec<String> = settings.node_hooks.iter().map(|(h, _)| h.clone()).collect();
+    let mut summary = json!({
+        "ttl": settings.ttl, "dns_margin": d.dns_margin, "drain_seconds": settings.drain_seconds,
+        "hooks": hook_names,
+    });
+    let mut warnings = Vec::new();
+    if settings.node_hooks.is_empty() {
+        warnings.push(format!(
+            "no terminating hook of group '{group}' has drain_seconds in its metadata: \
+             the Lambda completes the action and may cut the drain short"
+        ));
+    }
+    if state.completed {
+        summary["phase"] = Value::from("completed");
+        data.insert("drain".into(), summary);
         return Ok(Response {
-            changed,
+            changed: false,
             data,
             diff: None,
-            warnings: vec![],
+            warnings,
         });
     }
+    if ctx.check_mode {
+        summary["phase"] = Value::from(match (state.failing_since, state.closed_since) {
+            (None, _) => "in service",
+            (Some(_), None) => "failing health check",
+            (Some(_), Some(_)) => "closed",
+        });
+        data.insert("drain".into(), summary);
+        return Ok(Response {
+            changed: true,
+            data,
+            diff: None,
+            warnings,
+        });
+    }
+
+    let started = Instant::now();
+    let mut beats = Heartbeats {
+        api,
+        group,
+        local,
+        hooks: &settings.node_hooks,
+        every: settings.heartbeat_every(),
+        last: Instant::now(),
+        sent: 0,
+    };
+    // 1. Health check fails; connections are still accepted.
+    let failing_since = match state.failing_since {
+        Some(t) => t,
+        None => {
+            let now = unix_now();
+            write_acl(&d.health_acl, &acl_text(MARK_FAILING, now, false))?;
+            match_everyone(&d.master_socket, &d.health_acl)?;
+            now
+        }
+    };
+    if state.closed_since.is_none() {
+        let close_at = failing_since + settings.ttl + d.dns_margin;
+        let left = Duration::from_secs(close_at.saturating_sub(unix_now()));
+        beats.sleep_until(Instant::now() + left).await?;
+    }
+    let accepting_ms = started.elapsed().as_millis() as u64;
+    // 2. No new connections: refused now, rejected after any reload.
+    let closed_since = match state.closed_since {
+        Some(t) => t,
+        None => {
+            let now = unix_now();
+            write_acl(&d.closed_acl, &acl_text(MARK_CLOSED, now, false))?;
+            match_everyone(&d.master_socket, &d.closed_acl)?;
+            now
+        }
+    };
+    let csv = haproxy::master(&d.master_socket, "@1 show stat").map_err(Failure::msg)?;
+    let to_pause: Vec<String> = haproxy::frontends(&csv)
+        .map_err(Failure::msg)?
+        .into_iter()
+        .filter(|f| !d.keep_frontends.contains(&f.name))
+        .filter(|f| f.status != "PAUSED" && f.status != "STOP")
+        .map(|f| f.name)
+        .collect();
     for f in &to_pause {
-        let answer = haproxy::runtime(&d.stats_socket, &format!("disable frontend {f}"))
+        let answer = haproxy::master(&d.master_socket, &format!("@1 disable frontend {f}"))
             .map_err(Failure::msg)?;
         if !answer.trim().is_empty() {
             return Err(Failure::msg(format!(
@@ -456,39 +703,41 @@ async fn drain(
             )));
         }
     }
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(bound);
-    let mut open = stat()?.iter().map(|f| f.sessions).sum::<u64>();
+    // 3. Open connections finish, in every process.
+    let wait_started = Instant::now();
+    let deadline = Instant::now()
+        + Duration::from_secs((closed_since + settings.drain_seconds).saturating_sub(unix_now()));
+    let (mut open, mut processes) = open_sessions(d)?;
     while open > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        open = stat()?.iter().map(|f| f.sessions).sum::<u64>();
+        let tick = (Instant::now() + Duration::from_millis(250)).min(deadline);
+        beats.sleep_until(tick).await?;
+        (open, processes) = open_sessions(d)?;
     }
+    // 4. The instance may go.
     let mut completed = Vec::new();
-    for h in &node_hooks {
-        if api.complete_termination(group, &h.name, local).await? {
-            completed.push(h.name.clone());
+    for (hook, _) in &settings.node_hooks {
+        if api.complete_termination(group, hook, local).await? {
+            completed.push(hook.clone());
         }
     }
-    let mut warnings = Vec::new();
-    if node_hooks.is_empty() {
-        warnings.push(format!(
-            "no terminating hook of group '{group}' has drain_seconds in its metadata: \
-             the Lambda completes the action and may cut the drain short"
-        ));
-    }
+    write_acl(&d.closed_acl, &acl_text(MARK_CLOSED, closed_since, true))?;
     if open > 0 {
         warnings.push(format!(
-            "{open} connection(s) still open after {bound} s; completing anyway"
+            "{open} connection(s) still open after {} s; completing anyway",
+            settings.drain_seconds
         ));
     }
-    data.insert(
-        "drain".into(),
-        json!({"frontends": to_pause, "drain_seconds": bound,
-               "waited_ms": started.elapsed().as_millis() as u64,
-               "open_connections_left": open, "completed_hooks": completed}),
-    );
+    summary["phase"] = Value::from("completed");
+    summary["frontends"] = json!(to_pause);
+    summary["accepting_ms"] = Value::from(accepting_ms);
+    summary["waited_ms"] = Value::from(wait_started.elapsed().as_millis() as u64);
+    summary["open_connections_left"] = Value::from(open);
+    summary["processes_at_end"] = Value::from(processes);
+    summary["heartbeats"] = Value::from(beats.sent);
+    summary["completed_hooks"] = json!(completed);
+    data.insert("drain".into(), summary);
     Ok(Response {
-        changed: !to_pause.is_empty() || !completed.is_empty(),
+        changed: true,
         data,
         diff: None,
         warnings,
@@ -528,6 +777,24 @@ mod tests {
     }
 
     #[test]
+    fn drain_state_survives_in_the_acl_files() {
+        assert_eq!(DrainState::parse("", ""), DrainState::default());
+        let health = acl_text(MARK_FAILING, 100, false);
+        assert!(health.contains("0.0.0.0/0\n::/0\n"), "{health}");
+        let closed = acl_text(MARK_CLOSED, 160, false);
+        assert_eq!(
+            DrainState::parse(&health, &closed),
+            DrainState {
+                failing_since: Some(100),
+                closed_since: Some(160),
+                completed: false
+            }
+        );
+        let done = acl_text(MARK_CLOSED, 160, true);
+        assert!(DrainState::parse(&health, &done).completed);
+    }
+
+    #[test]
     fn reload_and_drain_need_their_settings() {
         let p = params(json!({"peers_file": "/tmp/p.cfg"}));
         assert!(
@@ -554,7 +821,7 @@ mod tests {
         else {
             unreachable!()
         };
-        assert!(validate(&SPEC, m).unwrap_err().0.contains("stats_socket"));
+        assert!(validate(&SPEC, m).unwrap_err().0.contains("master_socket"));
         let p = params(json!({"peers_file": "/tmp/p.cfg", "reload": false, "drain_only": true}));
         assert!(task(&p).unwrap_err().msg.contains("drain_only needs drain"));
     }

@@ -97,6 +97,74 @@ impl Node {
         });
         (out.status.success(), json)
     }
+    /// update_peers in the background (a drain blocks for its whole length).
+    fn spawn_update_peers(&self, name: &str, args: Value, imds: &str) -> std::process::Child {
+        let path = self.path(&format!("{name}.json"));
+        std::fs::write(&path, args.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        Command::new(UPDATE_PEERS)
+            .arg(&path)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("update_peers: {e}"))
+    }
+    /// What the role loads before the peers file.
+    fn validate_with(&self) -> Value {
+        json!([
+            self.path("etc/haproxy.cfg"),
+            self.path("etc/stats-users.cfg")
+        ])
+    }
+    fn master_socket(&self) -> PathBuf {
+        self.path("run/master.sock")
+    }
+    /// The pid of the current worker (master CLI `show proc`); `None` while
+    /// the master re-executes itself during a reload.
+    fn worker_pid(&self) -> Option<u32> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.master_socket()).ok()?;
+        s.write_all(b"show proc;quit\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.lines()
+            .take_while(|l| !l.starts_with("# old workers"))
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let mut cols = l.split_whitespace();
+                let pid = cols.next()?.parse().ok()?;
+                (cols.next()? == "worker").then_some(pid)
+            })
+    }
+    /// A column of a frontend's row in `show stat` of the current worker.
+    fn frontend_stat(&self, frontend: &str, column: &str) -> u64 {
+        let csv = haproxy_runtime(&self.socket(), "show stat");
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .and_then(|h| h.strip_prefix("# "))
+            .map(|h| h.split(',').collect())
+            .unwrap_or_default();
+        let col = header.iter().position(|c| *c == column);
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&frontend) && f.get(1) == Some(&"FRONTEND"))
+            .and_then(|f| col.and_then(|c| f.get(c).and_then(|v| v.parse().ok())))
+            .unwrap_or(0)
+    }
+    /// Reloads through the master and waits until the new worker runs.
+    fn reload_and_wait(&self, h: &Haproxy) {
+        let before = self.worker_pid();
+        h.reload();
+        wait_for("the new worker after a reload", 10, || {
+            let now = self.worker_pid();
+            (now.is_some() && now != before).then_some(())
+        });
+    }
     fn peers_text(&self) -> String {
         std::fs::read_to_string(self.path("etc/peers.cfg")).unwrap_or_default()
     }
@@ -207,8 +275,7 @@ fn two_nodes_replicate_stickiness_and_follow_the_group() {
         );
     }
     // ... and survives a reload of B (the old process hands its table over).
-    running[1].reload();
-    std::thread::sleep(Duration::from_millis(500));
+    b.reload_and_wait(&running[1]);
     wait_for("the entry on B after a reload", 10, || {
         table_keys(&b.socket(), "app_http")
             .eq(&keys_a)
@@ -216,7 +283,7 @@ fn two_nodes_replicate_stickiness_and_follow_the_group() {
     });
 
     // The group grows: A's peers follow; nothing is rewritten when nothing changed.
-    let args = json!({"peers_file": a.path("etc/peers.cfg"), "validate_with": [a.path("etc/haproxy.cfg")],
+    let args = json!({"peers_file": a.path("etc/peers.cfg"), "validate_with": a.validate_with(),
                       "master_pidfile": a.path("run/haproxy.pid"), "endpoint_url": emu.url});
     scenario(&emu, &["scale", "--group", "peers-asg", "--desired", "3"]);
     let got = scenario(&emu, &["wait", "--group", "peers-asg", "--in-service", "3"]);
@@ -302,30 +369,160 @@ fn two_nodes_replicate_stickiness_and_follow_the_group() {
 }
 
 #[test]
-fn the_role_refuses_stats_without_a_password_and_unsafe_domains() {
+fn the_role_refuses_bad_input_before_writing_anything() {
     let n = Node::new("127.79.1.1", "n1");
     let static_peers = json!({"loadbalancer_local_peer": "n1",
                               "loadbalancer_static_peers": [{"name": "n1", "address": "127.79.1.1"}]});
+    let refused = |mappings: Value, extra: Value, why: &str| {
+        let vars = n.vars(mappings, extra);
+        let (out, _h) = n.deploy(&vars, None);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "accepted: {stdout}");
+        assert!(stdout.contains(why), "expected '{why}':\n{stdout}");
+        assert!(
+            !n.path("etc/haproxy.cfg").exists(),
+            "nothing may be written before validation"
+        );
+    };
     let mut extra = static_peers.clone();
     extra["loadbalancer_stats_password"] = json!("");
-    let vars = n.vars(app_mapping(&["127.78.1.1"]), extra);
-    let (out, _h) = n.deploy(&vars, None);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("loadbalancer_stats_password is empty"));
+    refused(
+        app_mapping(&["127.78.1.1"]),
+        extra,
+        "neither loadbalancer_stats_password nor loadbalancer_stats_password_hash is set",
+    );
+    refused(
+        json!([{"name": "app", "domains": ["admin.acme.com|.*"], "servers": ["127.78.1.1"]}]),
+        static_peers.clone(),
+        "domains must be exact DNS names",
+    );
+    // Two mappings claiming one name (case differs): the second would never be reached.
+    refused(
+        json!([{"name": "app", "domains": ["app.example.com"], "servers": ["127.78.1.1"]},
+               {"name": "other", "domains": ["*.example.com", "APP.example.com"], "servers": ["127.78.1.2"]}]),
+        static_peers.clone(),
+        "app.example.com (mappings app, other)",
+    );
+    // Ansible's own validation of the role's argument spec: types, unknown keys.
+    let mut extra = static_peers.clone();
+    extra["loadbalancer_peer_port"] = json!("seven");
+    refused(
+        app_mapping(&["127.78.1.1"]),
+        extra,
+        "argument 'loadbalancer_peer_port' is of type str",
+    );
+    refused(
+        json!([{"name": "app", "domian": "app.example.com", "servers": ["127.78.1.1"]}]),
+        static_peers,
+        "loadbalancer_mappings.domian",
+    );
+}
 
-    let bad = json!([{"name": "app", "domains": ["admin.acme.com|.*"], "servers": ["127.78.1.1"]}]);
-    let vars = n.vars(bad, static_peers);
-    let (out, _h) = n.deploy(&vars, None);
-    assert!(!out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("domains must be exact DNS names"),
-        "{stdout}"
+/// The stats password is stored as a crypt hash in its own file and shows
+/// up in no file, diff or log; the hash works; a client's own
+/// X-Forwarded-For never reaches a backend.
+#[test]
+fn secrets_stay_out_of_files_and_diffs_and_backends_see_the_real_client() {
+    let backends_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The backend answers with the X-Forwarded-For it received.
+    let cfg = backends_dir.path().join("echo.cfg");
+    std::fs::write(
+        &cfg,
+        "global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend echo\n    bind 127.78.3.1:8080\n\
+         http-request return status 200 content-type text/plain lf-string \"xff=%[req.fhdr_cnt(x-forwarded-for)]:%[req.fhdr(x-forwarded-for)]\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _echo = Haproxy::start(
+        &backends_dir.path().join("echo.pid"),
+        &["-f", &cfg.to_string_lossy()],
     );
-    assert!(
-        !n.path("etc/haproxy.cfg").exists(),
-        "nothing may be written before validation"
+    let n = Node::new("127.79.3.1", "n1");
+    let password = "s3cret-Passw0rd!";
+    let vars = n.vars(
+        app_mapping(&["127.78.3.1"]),
+        json!({"loadbalancer_local_peer": "n1", "loadbalancer_stats_password": password,
+               "loadbalancer_static_peers": [{"name": "n1", "address": "127.79.3.1"}]}),
     );
+    let library = support::library(&[("update_peers", UPDATE_PEERS)]);
+    let deploy = |diff: bool| {
+        let mut cmd = support::ansible_command("ansible-playbook", library.path());
+        cmd.arg("playbooks/deploy.yml")
+            .arg("-e")
+            .arg(format!("server_config={}", vars.display()))
+            .arg("-v");
+        if diff {
+            cmd.arg("--diff");
+        }
+        cmd.output()
+            .unwrap_or_else(|e| panic!("ansible-playbook: {e}"))
+    };
+    let out = deploy(true);
+    let _node = Haproxy::adopt(&n.path("run/haproxy.pid"));
+    assert_success("deploy", &out);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("haproxy.cfg"), "no diff shown: {log}");
+    let users = std::fs::read_to_string(n.path("etc/stats-users.cfg")).unwrap_or_default();
+    let hash = users
+        .lines()
+        .find_map(|l| l.split_whitespace().skip_while(|w| *w != "password").nth(1))
+        .unwrap_or_else(|| panic!("no hash in {users}"))
+        .to_owned();
+    assert!(hash.starts_with("$6$"), "{users}");
+    assert!(
+        !log.contains(password) && !log.contains(&hash),
+        "secret in the output: {log}"
+    );
+    for f in ["haproxy.cfg", "stats-users.cfg", "peers.cfg"] {
+        let text = std::fs::read_to_string(n.path(&format!("etc/{f}"))).unwrap_or_default();
+        assert!(!text.contains(password), "password in {f}");
+    }
+    let stats = format!("http://{}:9999/", n.ip);
+    let status = |user: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-u",
+                user,
+                &stats,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("curl: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(&format!("admin:{password}")), "200");
+    assert_eq!(status("admin:wrong"), "401");
+    // A second run changes nothing (the hash is stable).
+    let again = deploy(false);
+    assert_success("deploy again", &again);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("changed=0"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    let url = format!("http://{}:8080/", n.ip);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            "-H",
+            "Host: app.example.com",
+            "-H",
+            "X-Forwarded-For: 6.6.6.6",
+            "-H",
+            "X-Forwarded-For: 7.7.7.7",
+            &url,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    // curl connects from 127.0.0.1 on loopback.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "xff=1:127.0.0.1");
 }
 
 /// wrk's summary: (requests, error lines).
@@ -374,14 +571,17 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run wrk (make setup installs it): {e}"));
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_for("wrk's first requests", 10, || {
+        (n.frontend_stat("fe_http", "req_tot") > 100).then_some(())
+    });
     for i in 0..20 {
+        let before = n.worker_pid();
         let mut peers = vec![json!({"name": "n1", "address": "127.79.0.10"})];
         if i % 2 == 0 {
             peers.push(json!({"name": "n2", "address": "127.79.0.11"}));
         }
         let (ok, res) = n.update_peers(
-            json!({"peers_file": n.path("etc/peers.cfg"), "validate_with": [n.path("etc/haproxy.cfg")],
+            json!({"peers_file": n.path("etc/peers.cfg"), "validate_with": n.validate_with(),
                    "master_pidfile": n.path("run/haproxy.pid"), "local_peer": "n1", "peers": peers}),
             None,
         );
@@ -389,7 +589,13 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
             ok && res["changed"] == true && res["reloaded"] == true,
             "reload {i}: {res}"
         );
-        std::thread::sleep(Duration::from_millis(400));
+        // The next reload only once this one's worker runs. (wrk's busy
+        // keep-alive connections stay with the old workers: close-spread-time
+        // infinite never closes a connection under a client.)
+        wait_for("the reloaded worker", 10, || {
+            let now = n.worker_pid();
+            (now.is_some() && now != before).then_some(())
+        });
     }
     let out = wrk
         .wait_with_output()
@@ -411,10 +617,69 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
     );
 }
 
+/// curl's exit code and body for a request to `url` with `host`.
+fn try_get(url: &str, host: &str) -> (Option<i32>, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", "-H", &format!("Host: {host}"), url])
+        .output()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn http_status(url: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A backend whose every request takes `secs` seconds: the connection a
+/// drain must not cut.
+fn slow_backend(dir: &Path, bind: &str, secs: u32) -> Haproxy {
+    let lua = dir.join("sleep.lua");
+    std::fs::write(
+        &lua,
+        format!(
+            "core.register_action('slow', {{'http-req'}}, function(txn) core.msleep({}) end)\n",
+            secs * 1000
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = dir.join("slow.cfg");
+    let text = format!(
+        "global\n    maxconn 100\n    lua-load {}\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+         frontend slow\n    bind {bind}\n    http-request lua.slow\n\
+         http-request return status 200 content-type text/plain string slow-backend\n",
+        lua.display()
+    );
+    std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
+    Haproxy::start(&dir.join("slow.pid"), &["-f", &cfg.to_string_lossy()])
+}
+
+/// Scale-in with clients that cache DNS: the node fails its health check at
+/// once and keeps serving for TTL + margin, then refuses new connections —
+/// also after a reload that a group change causes mid-drain — waits for a
+/// request that is in flight in the *old* worker, keeps the lifecycle action
+/// alive with heartbeats past the hook's heartbeat timeout, and completes it.
 #[test]
-fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
+fn scale_in_fails_health_then_closes_survives_reloads_and_waits_for_every_process() {
     let emu = Emulator::start();
     let bootstrap = support::workspace_bin("bootstrap");
+    // Heartbeat timeout 6 s (AWS's floor is 30; the emulator takes any): the
+    // drain lasts longer, so only the node's heartbeats keep the action open.
     scenario(
         &emu,
         &[
@@ -426,12 +691,12 @@ fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
             "--subnet-cidr",
             "127.77.2.0/24",
             "--metadata",
-            r#"{"drain_seconds": 20}"#,
+            r#"{"drain_seconds": 40, "ttl": 2}"#,
             "--heartbeat",
-            "60",
+            "6",
         ],
     );
-    scenario(&emu, &["scale", "--group", "drain-asg", "--desired", "1"]);
+    scenario(&emu, &["scale", "--group", "drain-asg", "--desired", "2"]);
     let got = scenario(
         &emu,
         &[
@@ -439,60 +704,50 @@ fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
             "--group",
             "drain-asg",
             "--in-service",
-            "1",
+            "2",
             "--timeout",
             "60",
         ],
     );
-    let id = got["instances"][0]["id"]
+    let first = &got["instances"][0];
+    let id = first["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{got}"))
         .to_owned();
-    let ip = got["instances"][0]["private_ip"]
+    let ip = first["private_ip"]
         .as_str()
         .unwrap_or_else(|| panic!("{got}"))
         .to_owned();
 
-    // A backend that takes 2 s per request: the connection a drain must not cut.
     let backends_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lua = backends_dir.path().join("sleep.lua");
-    std::fs::write(
-        &lua,
-        "core.register_action('sleep2', {'http-req'}, function(txn) core.msleep(2000) end)\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let cfg = backends_dir.path().join("slow.cfg");
-    let text = format!(
-        "global\n    maxconn 100\n    lua-load {}\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-         frontend slow\n    bind 127.78.2.1:8080\n    http-request lua.sleep2\n\
-         http-request return status 200 content-type text/plain string slow-backend\n",
-        lua.display()
-    );
-    std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("{e}"));
-    let _backend = Haproxy::start(
-        &backends_dir.path().join("slow.pid"),
-        &["-f", &cfg.to_string_lossy()],
-    );
+    let _slow = slow_backend(backends_dir.path(), "127.78.2.1:8080", 15);
+    let _fast = http_backends(backends_dir.path(), 8080, &[("fast", "127.78.2.2")]);
 
     let n = Node::new(&ip, &id);
-    let vars = n.vars(
-        app_mapping(&["127.78.2.1"]),
-        json!({"loadbalancer_endpoint_url": emu.url}),
-    );
-    let (out, _node) = n.deploy(&vars, Some(&n.imds(&emu)));
+    let mappings = json!([
+        {"name": "app", "domains": ["app.example.com"], "servers": ["127.78.2.2"],
+         "http_port": 8080, "https_port": null},
+        {"name": "slow", "domains": ["slow.example.com"], "servers": ["127.78.2.1"],
+         "http_port": 8080, "https_port": null}]);
+    let vars = n.vars(mappings, json!({"loadbalancer_endpoint_url": emu.url}));
+    let (out, node) = n.deploy(&vars, Some(&n.imds(&emu)));
     assert_success("deploy", &out);
-
     let url = format!("http://{}:8080/", n.ip);
-    let in_flight = Command::new("curl")
-        .args(["-s", "-m", "20", "-H", "Host: app.example.com", &url])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("curl: {e}"));
-    std::thread::sleep(Duration::from_millis(300));
+    let health = format!("http://{}:8080/craftlb-health", n.ip);
+    assert_eq!(http_status(&health), "200");
+
+    let peers_args = json!({"peers_file": n.path("etc/peers.cfg"),
+        "validate_with": n.validate_with(),
+        "master_pidfile": n.path("run/haproxy.pid"), "endpoint_url": emu.url});
+    let mut watch = peers_args.clone();
+    watch["drain"] = json!(true);
+    watch["drain_only"] = json!(true);
+    watch["master_socket"] = json!(n.master_socket());
+    watch["drain_health_acl"] = json!(n.path("etc/craftlb-drain-health.acl"));
+    watch["drain_closed_acl"] = json!(n.path("etc/craftlb-drain-closed.acl"));
+    watch["drain_dns_margin"] = json!(1);
+
     // The drain watch while the instance is in service: IMDS only, no AWS call.
-    let watch = json!({"peers_file": n.path("etc/peers.cfg"), "validate_with": [n.path("etc/haproxy.cfg")],
-                       "master_pidfile": n.path("run/haproxy.pid"), "endpoint_url": emu.url,
-                       "drain": true, "drain_only": true, "stats_socket": n.socket()});
     support::clear_request_log(&emu.url);
     let (ok, res) = n.update_peers(watch.clone(), Some(&n.imds(&emu)));
     assert!(
@@ -504,26 +759,98 @@ fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
         calls.is_empty(),
         "the drain watch called AWS while in service: {calls:?}"
     );
-    scenario(&emu, &["scale", "--group", "drain-asg", "--desired", "0"]);
 
-    let (ok, res) = n.update_peers(watch, Some(&n.imds(&emu)));
-    assert!(ok, "{res}");
-    assert_eq!(res["target_lifecycle_state"], "Terminated", "{res}");
+    scenario(&emu, &["terminate", "--instance", &id]);
+    let mut drain = n.spawn_update_peers("drain_watch", watch, &n.imds(&emu));
+
+    // 1. The health check fails at once; requests are still served.
+    wait_for("the health check to fail", 20, || {
+        if let Ok(Some(status)) = drain.try_wait() {
+            let mut out = String::new();
+            if let Some(mut o) = drain.stdout.take() {
+                let _ = std::io::Read::read_to_string(&mut o, &mut out);
+            }
+            panic!("the drain ended before failing the health check ({status}): {out}");
+        }
+        (http_status(&health) == "503").then_some(())
+    });
     assert_eq!(
-        res["drain"]["completed_hooks"],
+        try_get(&url, "app.example.com"),
+        (Some(0), "fast".to_owned())
+    );
+    let in_flight = Command::new("curl")
+        .args(["-s", "-m", "60", "-H", "Host: slow.example.com", &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    wait_for("the slow request to be in flight", 10, || {
+        (n.frontend_stat("fe_http", "scur") >= 1).then_some(())
+    });
+
+    // 2. Closed to new connections.
+    wait_for("the node to refuse new connections", 20, || {
+        (try_get(&url, "app.example.com").0 != Some(0)).then_some(())
+    });
+
+    // The group changes mid-drain: a new instance joins, update_peers (the
+    // 30 s timer) rewrites the peers and reloads haproxy.
+    scenario(&emu, &["scale", "--group", "drain-asg", "--desired", "2"]);
+    wait_for("a replacement in service", 60, || {
+        let state = scenario(&emu, &["state", "--group", "drain-asg"]);
+        let serving = state["instances"]
+            .as_array()
+            .map(|a| a.iter().filter(|i| i["state"] == "InService").count())
+            .unwrap_or(0);
+        (serving == 2).then_some(())
+    });
+    let before = n.worker_pid();
+    let (ok, res) = n.update_peers(peers_args, Some(&n.imds(&emu)));
+    assert!(ok && res["reloaded"] == true, "{res}");
+    wait_for("the new worker", 10, || {
+        let now = n.worker_pid();
+        (now.is_some() && now != before).then_some(())
+    });
+    // The new worker read the drain files: still closed, still failing.
+    for _ in 0..3 {
+        let (code, body) = try_get(&url, "app.example.com");
+        assert!(
+            code != Some(0) && body.is_empty(),
+            "reopened after a reload: {code:?} {body}"
+        );
+    }
+
+    // 3. The drain waits for the request in the old worker, then completes.
+    let out = drain
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("drain: {e}"));
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "drain printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert!(out.status.success(), "{res}");
+    let d = &res["drain"];
+    assert_eq!(
+        d["completed_hooks"],
         json!(["drain-asg-terminating"]),
         "{res}"
     );
-    assert_eq!(res["drain"]["open_connections_left"], 0, "{res}");
+    assert_eq!(d["open_connections_left"], 0, "{res}");
     assert_eq!(
-        res["drain"]["drain_seconds"], 20,
-        "the hook's drain time applies: {res}"
+        (d["ttl"].as_u64(), d["drain_seconds"].as_u64()),
+        (Some(2), Some(40)),
+        "{res}"
     );
     assert!(
-        res["drain"]["waited_ms"].as_u64().unwrap_or(0) >= 1000,
+        d["accepting_ms"].as_u64().unwrap_or(0) >= 2500,
+        "closed before TTL + margin: {res}"
+    );
+    assert!(
+        d["waited_ms"].as_u64().unwrap_or(0) >= 3000,
         "did not wait for the open request: {res}"
     );
-
+    assert!(d["heartbeats"].as_u64().unwrap_or(0) >= 2, "{res}");
     let out = in_flight
         .wait_with_output()
         .unwrap_or_else(|e| panic!("curl: {e}"));
@@ -532,22 +859,27 @@ fn scale_in_drains_open_connections_then_the_node_completes_the_action() {
         "slow-backend",
         "the open request was cut"
     );
-    let refused = Command::new("curl")
-        .args(["-s", "-m", "5", &url])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        refused.code(),
-        Some(7),
-        "a drained node must refuse new connections"
-    );
 
+    // Launches completed by the Lambda; the termination by the node, kept
+    // alive by heartbeats, never timed out.
     let (histories, actions) = craftlb_testbed::action_histories(&emu);
-    assert_eq!(
-        histories,
-        vec![json!(["complete:CONTINUE"]), json!(["complete:CONTINUE"])],
-        "launch completed by the Lambda, termination by the node: {actions}"
+    let term: Vec<&Value> = histories
+        .iter()
+        .filter(|h| {
+            h.as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "heartbeat"))
+        })
+        .collect();
+    assert_eq!(term.len(), 1, "{actions}");
+    let steps = term[0].as_array().cloned().unwrap_or_default();
+    assert_eq!(steps.last(), Some(&json!("complete:CONTINUE")), "{actions}");
+    assert!(
+        !steps
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.starts_with("timeout"))),
+        "{actions}"
     );
+    drop(node);
 }
 
 #[test]
@@ -586,7 +918,7 @@ fn update_peers_check_mode_and_diff_write_nothing_and_docs_render() {
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "peers_file",
-        "drain_seconds",
+        "drain_dns_margin",
         "master_pidfile",
         "EXAMPLES",
         "RETURN VALUES",

@@ -174,6 +174,30 @@ def set_desired_capacity(self: Any, new_capacity: int | None) -> None:
         _start(self, state, TERMINATING, hook)
 
 
+_orig_terminate = asg_models.AutoScalingBackend.terminate_instance
+
+
+def terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> Any:
+    # AWS: TerminateInstanceInAutoScalingGroup takes the instance through the
+    # group's terminating hook (Terminating:Wait) like any scale-in, and
+    # launches a replacement unless the desired capacity is decremented.
+    # moto detaches and terminates it at once, hooks or not.
+    for group in self.autoscaling_groups.values():
+        state = next((s for s in group.instance_states if s.instance.id == instance_id), None)
+        if state is None:
+            continue
+        hook = _hook_for(group, TERMINATING)
+        if hook is None or state.lifecycle_state.startswith("Terminat"):
+            break
+        original = group.desired_capacity
+        if should_decrement:
+            group.desired_capacity = original - 1
+        _start(group, state, TERMINATING, hook)
+        group.set_desired_capacity(group.desired_capacity)
+        return asg_models.TerminateInstanceActivity(state.instance, original)
+    return _orig_terminate(self, instance_id, should_decrement)
+
+
 def put_lifecycle_hook(self: Any) -> Any:
     # moto drops NotificationTargetARN, RoleARN and NotificationMetadata and
     # describes placeholders; AWS keeps and returns them.
@@ -235,6 +259,7 @@ def _timeouts() -> None:
 asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
 asg_models.FakeAutoScalingGroup.active_instances = active_instances
 asg_models.FakeAutoScalingGroup.set_desired_capacity = set_desired_capacity
+asg_models.AutoScalingBackend.terminate_instance = terminate_instance
 asg_responses.AutoScalingResponse.put_lifecycle_hook = put_lifecycle_hook
 asg_responses.AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action
 asg_responses.AutoScalingResponse.record_lifecycle_action_heartbeat = record_lifecycle_action_heartbeat

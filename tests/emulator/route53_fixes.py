@@ -168,3 +168,42 @@ def list_resource_record_sets(self: Any) -> ActionResult:
 
 
 r53_responses.Route53.list_resource_record_sets = list_resource_record_sets
+
+
+def list_hosted_zones_by_name(self: Any) -> ActionResult:
+    # AWS lists every zone in reversed-label order starting at DNSName (and
+    # HostedZoneId), MaxItems at a time, with NextDNSName/NextHostedZoneId;
+    # zones of the same name (a private and a public one: split horizon)
+    # follow each other. moto returns only the zones named exactly DNSName
+    # and ignores MaxItems, which hides the bug of reading one item per name.
+    # Same-name zones keep their creation order here (AWS's order between
+    # them is not documented), so a test decides which one comes first.
+    dnsname = self._get_param("DNSName")
+    zone_id = self._get_param("HostedZoneId")
+    max_items = max(1, min(int(self._get_int_param("MaxItems", 100)), 100))
+
+    def norm(name: str) -> str:
+        return name.lower().rstrip(".") + "."
+
+    created = list(self.backend.zones.values())
+    zones = sorted(created, key=lambda z: (r53_models.reverse_domain_name(norm(z.name)), created.index(z)))
+    if dnsname:
+        start = r53_models.reverse_domain_name(norm(dnsname))
+        zones = [z for z in zones if r53_models.reverse_domain_name(norm(z.name)) >= start]
+        if zone_id:
+            bare = zone_id.split("/")[-1]
+            at = next((i for i, z in enumerate(zones) if z.resource_id == bare), 0)
+            zones = zones[at:]
+    page, rest = zones[:max_items], zones[max_items:]
+    result: dict[str, Any] = {"HostedZones": page, "IsTruncated": bool(rest), "MaxItems": str(max_items)}
+    if dnsname:
+        result["DNSName"] = dnsname
+    if zone_id:
+        result["HostedZoneId"] = zone_id
+    if rest:
+        result["NextDNSName"] = rest[0].name
+        result["NextHostedZoneId"] = rest[0].resource_id
+    return ActionResult(result)
+
+
+r53_responses.Route53.list_hosted_zones_by_name = list_hosted_zones_by_name

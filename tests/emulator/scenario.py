@@ -1,6 +1,7 @@
 """Drives a lifecycle scenario on the emulator with boto3 (test tooling).
 
   scenario.py --endpoint URL world --bootstrap PATH [--metadata JSON] [--group G] [--domain D]
+                                  [--private-zone first|last]
   scenario.py --endpoint URL scale --group G --desired N
   scenario.py --endpoint URL wait --group G --in-service N [--timeout S]
   scenario.py --endpoint URL state --group G
@@ -17,6 +18,7 @@ Prints one JSON object. Dummy credentials only.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import sys
@@ -36,9 +38,23 @@ def client(args: argparse.Namespace, service: str):  # noqa: ANN201
 def world(args: argparse.Namespace) -> dict:
     r53, sns, lam, iam, ec2, asg = (client(args, s) for s in ("route53", "sns", "lambda", "iam", "ec2", "autoscaling"))
     zone_id = None
+    private_zone_id = None
+
+    def private_zone() -> str:
+        # Split horizon: a private zone of the same name (VPC-internal answers).
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        z = r53.create_hosted_zone(Name=args.zone, CallerReference=f"private-{args.zone}",
+                                   HostedZoneConfig={"PrivateZone": True, "Comment": "split horizon"},
+                                   VPC={"VPCRegion": REGION, "VPCId": vpc})
+        return z["HostedZone"]["Id"].split("/")[-1]
+
+    if args.zone and args.private_zone == "first":
+        private_zone_id = private_zone()
     if args.zone:
         zone = r53.create_hosted_zone(Name=args.zone, CallerReference=f"zone-{args.zone}")
         zone_id = zone["HostedZone"]["Id"].split("/")[-1]
+    if args.zone and args.private_zone == "last":
+        private_zone_id = private_zone()
     topic = sns.create_topic(Name=f"{args.group}-lifecycle")["TopicArn"]
     role = iam.create_role(RoleName=f"{args.group}-lambda", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
@@ -85,7 +101,7 @@ def world(args: argparse.Namespace) -> dict:
         if args.metadata:
             hook["NotificationMetadata"] = args.metadata
         asg.put_lifecycle_hook(**hook)
-    return {"zone_id": zone_id, "topic": topic, "function": fn}
+    return {"zone_id": zone_id, "private_zone_id": private_zone_id, "topic": topic, "function": fn}
 
 
 def publish(args: argparse.Namespace) -> dict:
@@ -109,17 +125,26 @@ def invoke(args: argparse.Namespace) -> dict:
 
 
 def tamper(args: argparse.Namespace) -> dict:
-    """Loses one instance's record and adds a record for an instance that
-    does not exist: what lost events leave behind."""
+    """Loses one instance's record and leaves the record and health check of
+    an instance that is gone (a lost terminating event): what lost events
+    leave behind. The stale check carries the group's tags, as the Lambda's do."""
     r53 = client(args, "route53")
     zone = r53.list_hosted_zones()["HostedZones"][0]["Id"]
     recs = [r for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"] if r["Type"] == "A"]
     lost = recs[0]
-    stale = {"Name": lost["Name"], "Type": "A", "SetIdentifier": "i-00000000000000000", "Weight": 1, "TTL": 60,
-             "ResourceRecords": [{"Value": "192.0.2.250"}]}
+    gone = "i-00000000000000000"
+    # The Lambda's caller-reference layout: craftlb-lc-<sha256(record)[:8]>-<instance>-<hash>.
+    prefix = hashlib.sha256(lost["Name"].lower().encode()).hexdigest()[:8]
+    check = r53.create_health_check(
+        CallerReference=f"craftlb-lc-{prefix}-{gone}-00000000",
+        HealthCheckConfig={"Type": "TCP", "IPAddress": "192.0.2.250", "Port": 443})["HealthCheck"]["Id"]
+    r53.change_tags_for_resource(ResourceType="healthcheck", ResourceId=check, AddTags=[
+        {"Key": "craftlb:group", "Value": args.group}, {"Key": "craftlb:instance-id", "Value": gone}])
+    stale = {"Name": lost["Name"], "Type": "A", "SetIdentifier": gone, "Weight": 1, "TTL": 60,
+             "ResourceRecords": [{"Value": "192.0.2.250"}], "HealthCheckId": check}
     r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
         {"Action": "DELETE", "ResourceRecordSet": lost}, {"Action": "CREATE", "ResourceRecordSet": stale}]})
-    return {"lost": lost["SetIdentifier"], "stale": stale["SetIdentifier"]}
+    return {"lost": lost["SetIdentifier"], "stale": stale["SetIdentifier"], "stale_check": check}
 
 
 def eips(args: argparse.Namespace) -> dict:
@@ -166,7 +191,8 @@ def state(args: argparse.Namespace) -> dict:
     records = []
     for z in r53.list_hosted_zones()["HostedZones"]:
         rrs = r53.list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]
-        records += [{"name": r["Name"], "set_identifier": r.get("SetIdentifier"), "ip": r["ResourceRecords"][0]["Value"],
+        records += [{"zone_id": z["Id"].split("/")[-1], "private_zone": z.get("Config", {}).get("PrivateZone", False),
+                     "name": r["Name"], "set_identifier": r.get("SetIdentifier"), "ip": r["ResourceRecords"][0]["Value"],
                      "ttl": r.get("TTL"), "weight": r.get("Weight"), "health_check_id": r.get("HealthCheckId")}
                     for r in rrs if r["Type"] == "A"]
     checks = r53.list_health_checks(MaxItems="1000")["HealthChecks"]
@@ -194,6 +220,8 @@ def main() -> int:
     w.add_argument("--group", default="mylb-asg")
     w.add_argument("--domain", default="lb.example.com")
     w.add_argument("--zone", default="example.com.")
+    w.add_argument("--private-zone", choices=["first", "last"],
+                   help="also a private zone of the same name, created before or after the public one")
     w.add_argument("--metadata")
     w.add_argument("--heartbeat", type=int, default=60)
     w.add_argument("--no-public-ip", action="store_true")
@@ -219,7 +247,8 @@ def main() -> int:
     iv = sub.add_parser("invoke")
     iv.add_argument("--group", default="mylb-asg")
     iv.add_argument("--payload", required=True)
-    sub.add_parser("tamper")
+    tp = sub.add_parser("tamper")
+    tp.add_argument("--group", default="mylb-asg")
     tm = sub.add_parser("terminate")
     tm.add_argument("--instance", required=True)
     args = ap.parse_args()
