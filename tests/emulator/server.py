@@ -18,7 +18,7 @@ Additions over stock moto (each marked where it is implemented):
 
 Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/health                  -> {"ok": true}
-  GET    /_craftlb/requests                -> [{"service", "operation", "status", "fault"}...]
+  GET    /_craftlb/requests                -> [{"service", "operation", "status", "fault", "ms", "agent"}...]
   DELETE /_craftlb/requests                -> clears the log
   PUT    /_craftlb/faults   {"seed": 1, "rules": [{"service": "route53", "operation": "*",
                              "throttle": 0.3, "error": 0.1, "latency_ms": 0, "agent": ""}]}
@@ -90,17 +90,20 @@ def _install_call_hook() -> None:
         except Exception:  # noqa: BLE001 - unknown operation: moto answers itself
             operation = "?"
         agent = str(getattr(self, "headers", {}).get("User-Agent", "") or "")
+        # Who called: "aws-sdk-rust/…" (craftlb's code) or "Boto3/…" (test drivers).
+        caller = agent.split(" ", 1)[0]
         fault = STATE.faults.decide(service, operation, agent)
         if fault and fault.latency_ms:
             time.sleep(fault.latency_ms / 1000.0)
         if fault and fault.kind:
             status, headers, body = fault.response(service)
-            STATE.log({"service": service, "operation": operation, "status": status, "fault": fault.kind})
+            STATE.log({"service": service, "operation": operation, "status": status, "fault": fault.kind,
+                       "agent": caller})
             return status, headers, body
         started = time.monotonic()
         status, headers, body = original(self)
         STATE.log({"service": service, "operation": operation, "status": int(status), "fault": None,
-                   "ms": round((time.monotonic() - started) * 1000, 2)})
+                   "ms": round((time.monotonic() - started) * 1000, 2), "agent": caller})
         return status, headers, body
 
     moto_responses.BaseResponse.call_action = call_action
