@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help setup build lint test unit integration molecule demo bench bench-lambda bench-lb dist emulator lock clean
+.PHONY: help setup build lint test unit integration molecule demo bench bench-lambda bench-lb bench-scalein dist emulator lock clean
 
 help:
 	@echo "make demo        create, list and remove health checks on the embedded AWS emulator"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench       module benchmarks (figures, not assertions)"
 	@echo "make bench-lambda  lifecycle Lambda: calls per event, latency, init, RSS, burst"
 	@echo "make bench-lb    load balancer node: req/s vs direct, reloads under load, update_peers time"
+	@echo "make bench-scalein  scale-in 3 -> 1 under load, DNS-caching clients: failed requests, drain times"
 	@echo "make dist        arm64 Lambda zip, smoke-tested under qemu (slow: ~10 min clean)"
 	@echo "make emulator    run the AWS emulator in the foreground"
 	@echo "make setup       install Debian packages, the Rust target, the Python venv"
@@ -54,6 +55,9 @@ bench-lambda: build
 
 bench-lb: build
 	@scripts/bench-lb.sh
+
+bench-scalein: build
+	@scripts/bench-scalein.sh
 
 dist: build
 	@scripts/dist.sh

@@ -9,7 +9,8 @@ mkdir -p library
 for src in modules/src/bin/*.rs; do
   m=$(basename "$src" .rs)
   install -m 0755 "$out/$m" "library/$m.new" && mv -f "library/$m.new" "library/$m"
-  install -m 0644 "modules/docs/$m.yml" "library/$m.yml"
+  # The sidecar doc with its options generated from the module's spec.
+  "library/$m" --ansible-doc > "library/$m.yml.new" && mv -f "library/$m.yml.new" "library/$m.yml"
 done
 # The Lambda: bootstrap zipped deterministically (fixed mtime, no extra
 # attributes), so an unchanged binary gives an unchanged CodeSha256.

@@ -96,6 +96,34 @@ pub fn imds_client() -> aws_config::imds::Client {
         .build()
 }
 
+/// Counts the requests an SDK client sends (every attempt, retries
+/// included: what AWS sees and bills). Shared by cloning; add it to a
+/// client with its config builder's `.interceptor(counter.clone())`.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl CallCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// Loads the shared SDK configuration. `fallback_region` is used when
 /// nothing else names one (Route 53 and IAM are global and live in
 /// us-east-1).

@@ -318,50 +318,7 @@ pub fn matches_settings(want: &Config, have: &Config) -> bool {
         && have.port == want.port
 }
 
-/// Tag changes: keys to set (with values) and keys to remove.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagPlan {
-    pub set: BTreeMap<String, String>,
-    pub unset: Vec<String>,
-}
-
-impl TagPlan {
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.unset.is_empty()
-    }
-    pub fn apply(&self, current: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        let mut out = current.clone();
-        for k in &self.unset {
-            out.remove(k);
-        }
-        out.extend(self.set.clone());
-        out
-    }
-}
-
-/// amazon.aws `compare_aws_tags`: set what differs; remove what is not
-/// wanted when purging.
-pub fn plan_tags(
-    current: &BTreeMap<String, String>,
-    desired: &BTreeMap<String, String>,
-    purge: bool,
-) -> TagPlan {
-    let set = desired
-        .iter()
-        .filter(|(k, v)| current.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let unset = if purge {
-        current
-            .keys()
-            .filter(|k| !desired.contains_key(*k))
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    TagPlan { set, unset }
-}
+pub use crate::tags::{TagPlan, plan_tags};
 
 /// The Route 53 health-check API, as craftlb uses it.
 #[derive(Debug, Clone)]
@@ -849,23 +806,6 @@ mod tests {
         assert!(matches_settings(&want, &have));
         have.port = Some(80);
         assert!(!matches_settings(&want, &have));
-    }
-
-    #[test]
-    fn tag_plans() {
-        let cur: BTreeMap<String, String> = [("Name", "a"), ("env", "prod"), ("old", "x")]
-            .map(|(k, v)| (k.into(), v.into()))
-            .into();
-        let want: BTreeMap<String, String> = [("Name", "a"), ("env", "dev")]
-            .map(|(k, v)| (k.into(), v.into()))
-            .into();
-        let p = plan_tags(&cur, &want, true);
-        assert_eq!(p.set, [("env".to_owned(), "dev".to_owned())].into());
-        assert_eq!(p.unset, vec!["old".to_owned()]);
-        assert_eq!(p.apply(&cur), want);
-        let p = plan_tags(&cur, &want, false);
-        assert!(p.unset.is_empty());
-        assert!(plan_tags(&want, &want, true).is_empty());
     }
 
     #[test]

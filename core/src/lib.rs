@@ -9,6 +9,7 @@ craftlb-core: what the Ansible modules and the Lambda share.
 - [`healthcheck`]: Route 53 health checks — model, pure plan, API calls.
 - [`lifecycle`]: lifecycle hooks → Route 53 decisions (pure).
 - [`peers`]: a node's stick-table peers from its Auto Scaling group.
+- [`tags`]: tag plans, the same for every resource.
 */
 
 pub mod autoscaling;
@@ -18,5 +19,6 @@ pub mod healthcheck;
 pub mod lifecycle;
 pub mod paginate;
 pub mod peers;
+pub mod tags;
 
 pub use error::{Error, ErrorKind, Result};

@@ -5,13 +5,13 @@ lookup starts at name/type/set identifier with MaxItems 1).
 */
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
+use craftlb_core::aws::CallCounter;
 use craftlb_core::error::{Error, ErrorKind, sdk_error};
 use craftlb_core::healthcheck::{Config, HealthChecks, plan_tags};
 use craftlb_core::lifecycle::{self, Addresses, LifecycleResult};
@@ -30,23 +30,33 @@ pub struct SdkAws {
     health_checks: HealthChecks,
     autoscaling: aws_sdk_autoscaling::Client,
     ec2: aws_sdk_ec2::Client,
-    calls: AtomicU64,
+    /// Every request the clients send, counted by an SDK interceptor.
+    calls: CallCounter,
 }
 
 impl SdkAws {
     pub fn new(config: &aws_types::SdkConfig) -> SdkAws {
-        let route53 = aws_sdk_route53::Client::new(config);
+        let calls = CallCounter::default();
+        let route53 = aws_sdk_route53::Client::from_conf(
+            aws_sdk_route53::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        );
         SdkAws {
             health_checks: HealthChecks::new(route53.clone()),
             route53,
-            autoscaling: aws_sdk_autoscaling::Client::new(config),
-            ec2: aws_sdk_ec2::Client::new(config),
-            calls: AtomicU64::new(0),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            calls,
         }
-    }
-
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The pool's addresses: (allocation id, public ip, association id, instance id).
@@ -54,7 +64,6 @@ impl SdkAws {
         &self,
         pool: &str,
     ) -> Result<Vec<(String, String, Option<String>, Option<String>)>, Error> {
-        self.count();
         let out = self
             .ec2
             .describe_addresses()
@@ -96,7 +105,6 @@ impl Aws for SdkAws {
     }
 
     async fn instance_addresses(&self, instance_id: &str) -> Result<Option<Addresses>, Error> {
-        self.count();
         let res = self
             .ec2
             .describe_instances()
@@ -168,7 +176,6 @@ impl Aws for SdkAws {
             return Ok(ip.clone());
         }
         for (alloc, ip, _, _) in addresses.iter().filter(|a| a.2.is_none()) {
-            self.count();
             // AllowReassociation=false makes the association the lock: two
             // launches racing for one address cannot both win it.
             let res = self
@@ -212,7 +219,6 @@ impl Aws for SdkAws {
         else {
             return Ok(false);
         };
-        self.count();
         self.ec2
             .disassociate_address()
             .association_id(&assoc)
@@ -227,7 +233,6 @@ impl Aws for SdkAws {
     }
 
     async fn create_health_check(&self, reference: &str, config: &Config) -> Result<String, Error> {
-        self.count();
         let action = format!("create health check '{reference}'");
         Ok(self
             .health_checks
@@ -241,14 +246,12 @@ impl Aws for SdkAws {
         id: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), Error> {
-        self.count();
         self.health_checks
             .change_tags(id, &plan_tags(&BTreeMap::new(), tags, false))
             .await
     }
 
     async fn delete_health_check(&self, id: &str) -> Result<bool, Error> {
-        self.count();
         self.health_checks.delete(id).await
     }
 
@@ -258,7 +261,6 @@ impl Aws for SdkAws {
         name: &str,
         set_identifier: &str,
     ) -> Result<Option<Record>, Error> {
-        self.count();
         let out = self
             .route53
             .list_resource_record_sets()
@@ -312,7 +314,6 @@ impl Aws for SdkAws {
         token: &str,
         result: LifecycleResult,
     ) -> Result<Completion, Error> {
-        self.count();
         let action = craftlb_core::autoscaling::ActionRef {
             group: &msg.auto_scaling_group_name,
             hook: &msg.lifecycle_hook_name,
@@ -336,7 +337,6 @@ impl Aws for SdkAws {
         let Some(g) = self.describe_group(group).await? else {
             return Ok(None);
         };
-        self.count();
         let hooks = craftlb_core::autoscaling::lifecycle_hooks(&self.autoscaling, group).await?;
         Ok(Some(Group {
             tags: group_tag_map(&g),
@@ -364,7 +364,6 @@ impl Aws for SdkAws {
         let mut out = Vec::new();
         let mut start: (String, RrType, Option<String>) = (name.to_owned(), RrType::A, None);
         for _ in 0..MAX_RECORD_PAGES {
-            self.count();
             let page = self
                 .route53
                 .list_resource_record_sets()
@@ -420,7 +419,6 @@ impl Aws for SdkAws {
     }
 
     async fn record_health_checks(&self, record: &str) -> Result<Vec<CheckInfo>, Error> {
-        self.count();
         let prefix = lifecycle::record_reference_prefix(record);
         let ours: Vec<(String, String)> = self
             .health_checks
@@ -431,7 +429,6 @@ impl Aws for SdkAws {
             .map(|c| (c.id, c.caller_reference))
             .collect();
         let ids: Vec<String> = ours.iter().map(|(id, _)| id.clone()).collect();
-        self.count();
         let mut tags = self.health_checks.tags_of(&ids).await?;
         Ok(ours
             .into_iter()
@@ -444,7 +441,7 @@ impl Aws for SdkAws {
     }
 
     fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.calls.get()
     }
 }
 
@@ -461,7 +458,6 @@ impl SdkAws {
         let mut out = Vec::new();
         let mut start: (String, Option<String>) = (name.to_owned(), None);
         for _ in 0..100 {
-            self.count();
             let page = self
                 .route53
                 .list_hosted_zones_by_name()
@@ -507,7 +503,6 @@ impl SdkAws {
     }
 
     async fn describe_group(&self, group: &str) -> Result<Option<AutoScalingGroup>, Error> {
-        self.count();
         craftlb_core::autoscaling::describe_group(&self.autoscaling, group).await
     }
 
@@ -550,7 +545,6 @@ impl SdkAws {
             )
             .build()
             .map_err(|e| Error::new(ErrorKind::Rejected, what.clone(), e.to_string()))?;
-        self.count();
         self.route53
             .change_resource_record_sets()
             .hosted_zone_id(&r.zone_id)

@@ -588,7 +588,11 @@ fn reconcile_leaves_other_groups_and_registrations_in_flight_alone() {
 fn lambda_calls(emulator: &Emulator) -> Vec<String> {
     craftlb_testbed::request_log(&emulator.url)
         .iter()
-        .filter(|e| e["agent"].as_str().is_some_and(|a| a.starts_with("aws-sdk-rust")))
+        .filter(|e| {
+            e["agent"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("aws-sdk-rust"))
+        })
         .map(|e| e["operation"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
@@ -637,6 +641,16 @@ fn calls_per_event_from_the_request_log() {
     );
     let r = reports(&emu);
     assert_eq!(r.len(), 2, "{r:?}");
-    assert_eq!(r[0]["aws_calls"].as_u64(), Some(launch.len() as u64), "{}", r[0]);
-    assert_eq!(r[1]["aws_calls"].as_u64(), Some(term.len() as u64), "{}", r[1]);
+    assert_eq!(
+        r[0]["aws_calls"].as_u64(),
+        Some(launch.len() as u64),
+        "{}",
+        r[0]
+    );
+    assert_eq!(
+        r[1]["aws_calls"].as_u64(),
+        Some(term.len() as u64),
+        "{}",
+        r[1]
+    );
 }

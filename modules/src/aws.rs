@@ -1,50 +1,78 @@
 /*!
 The connection parameters every AWS module takes (amazon.aws names and
-aliases), and their translation into [`craftlb_core::aws::AwsParams`].
+aliases), documented once: a module's spec includes [`AWS`] and its typed
+parameters flatten [`Connection`].
 */
 
 use craftlb_core::aws::AwsParams;
+use serde::Deserialize;
 
-use crate::protocol::Params;
+use crate::protocol::{Default, Param, Spec};
 
-/// Builds a module's parameter list: its own parameters followed by the
-/// common AWS ones.
-#[macro_export]
-macro_rules! aws_module_params {
-    ($($p:expr),* $(,)?) => {
-        &[
-            $($p,)*
-            $crate::protocol::Param::str("region").aliases(&["aws_region", "ec2_region"]),
-            $crate::protocol::Param::str("profile").aliases(&["aws_profile"]),
-            $crate::protocol::Param::str("access_key")
-                .aliases(&["aws_access_key_id", "aws_access_key", "ec2_access_key"])
-                .no_log(),
-            $crate::protocol::Param::str("secret_key")
-                .aliases(&["aws_secret_access_key", "aws_secret_key", "ec2_secret_key"])
-                .no_log(),
-            $crate::protocol::Param::str("session_token")
-                .aliases(&["aws_session_token", "security_token", "aws_security_token"])
-                .no_log(),
-            $crate::protocol::Param::str("endpoint_url").aliases(&["aws_endpoint_url", "ec2_url"]),
-            $crate::protocol::Param::int("retries").default($crate::protocol::Default::Int(
-                craftlb_core::aws::DEFAULT_RETRIES as i64,
-            )),
-        ]
-    };
+/// The AWS connection options, with their rules; `includes: &[&AWS]`.
+pub static AWS: Spec = Spec {
+    params: &[
+        Param::str("region").aliases(&["aws_region", "ec2_region"]).doc(&[
+            "The AWS region to use.",
+            "Defaults to C(AWS_REGION), then C(AWS_DEFAULT_REGION), then the profile's region, then the \
+             instance's region from IMDS when run on EC2. Global services (Route 53, IAM) use us-east-1 when \
+             none is found.",
+        ]),
+        Param::str("profile")
+            .aliases(&["aws_profile"])
+            .doc(&["A named profile from the shared AWS config and credentials files."]),
+        Param::str("access_key")
+            .aliases(&["aws_access_key_id", "aws_access_key", "ec2_access_key"])
+            .no_log()
+            .doc(&[
+                "AWS access key id. Without it the standard credential chain is used (environment, profile, \
+                 SSO, container or instance role).",
+            ]),
+        Param::str("secret_key")
+            .aliases(&["aws_secret_access_key", "aws_secret_key", "ec2_secret_key"])
+            .no_log()
+            .doc(&["AWS secret access key; required together with I(access_key)."]),
+        Param::str("session_token")
+            .aliases(&["aws_session_token", "security_token", "aws_security_token"])
+            .no_log()
+            .doc(&["Session token for temporary credentials."]),
+        Param::str("endpoint_url")
+            .aliases(&["aws_endpoint_url", "ec2_url"])
+            .doc(&["An alternative endpoint (an emulator, a VPC endpoint); else C(AWS_ENDPOINT_URL)."]),
+        Param::int("retries")
+            .default(Default::Int(craftlb_core::aws::DEFAULT_RETRIES as i64))
+            .doc(&[
+                "Retries after the first attempt on throttling, 5xx and network errors (exponential backoff \
+                 with full jitter, at most 20 s per wait).",
+            ]),
+    ],
+    required_together: &[&["access_key", "secret_key"]],
+    ..Spec::EMPTY
+};
+
+/// The typed connection parameters (`#[serde(flatten)]` into a module's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Connection {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub session_token: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub retries: Option<i64>,
 }
 
-/// Cross-parameter rules shared by every AWS module.
-pub const AWS_REQUIRED_TOGETHER: &[&str] = &["access_key", "secret_key"];
-
-pub fn aws_params(p: &Params) -> AwsParams {
-    AwsParams {
-        region: p.str("region").map(str::to_owned),
-        profile: p.str("profile").map(str::to_owned),
-        access_key: p.str("access_key").map(str::to_owned),
-        secret_key: p.str("secret_key").map(str::to_owned),
-        session_token: p.str("session_token").map(str::to_owned),
-        endpoint_url: p.str("endpoint_url").map(str::to_owned),
-        retries: p.int("retries").and_then(|r| u32::try_from(r).ok()),
-        max_backoff: None,
+impl Connection {
+    pub fn aws_params(&self) -> AwsParams {
+        AwsParams {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            session_token: self.session_token.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            retries: self.retries.and_then(|r| u32::try_from(r).ok()),
+            max_backoff: None,
+        }
     }
 }

@@ -8,7 +8,12 @@ function. The binaries in `src/bin/` are one call each.
 */
 
 pub mod aws;
+pub mod doc;
+pub mod driver;
 pub mod haproxy;
 pub mod protocol;
 pub mod route53_healthcheck;
 pub mod update_peers;
+
+/// Every module this crate builds.
+pub static MODULES: &[&protocol::Module] = &[&route53_healthcheck::MODULE, &update_peers::MODULE];

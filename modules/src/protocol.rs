@@ -60,25 +60,36 @@ impl Type {
 }
 
 /// A parameter's default, as it would be written in an Ansible arg spec.
+///
+/// Defaults are for how a task behaves (`state`, `purge_tags`, `wait`…),
+/// never for a setting of the AWS resource: a default turns into a desired
+/// value on every run, and an update would "change" what the user never
+/// asked to change. A resource setting AWS defaults at creation is left out
+/// of the spec's defaults and applied by the module's create.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Default {
     Str(&'static str),
     Int(i64),
     Bool(bool),
+    List(&'static [&'static str]),
+    EmptyDict,
 }
 
 impl Default {
-    fn to_value(self) -> Value {
+    pub fn to_value(self) -> Value {
         match self {
             Default::Str(s) => Value::from(s),
             Default::Int(i) => Value::from(i),
             Default::Bool(b) => Value::from(b),
+            Default::List(items) => Value::from(items.to_vec()),
+            Default::EmptyDict => Value::Object(Map::new()),
         }
     }
 }
 
 /// One entry of an argument spec. Built with const methods so that a module's
-/// spec is a `static`.
+/// spec is a `static`; its documentation is generated from it (see
+/// [`crate::doc`]), so the two cannot disagree.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
     pub name: &'static str,
@@ -91,6 +102,10 @@ pub struct Param {
     /// Element type for lists.
     pub elements: Option<Type>,
     pub no_log: bool,
+    /// The documentation: one entry per paragraph.
+    pub description: &'static [&'static str],
+    /// Sub-options of a dict, or of each dict of a list.
+    pub options: Option<&'static Spec>,
 }
 
 impl Param {
@@ -104,6 +119,8 @@ impl Param {
             aliases: &[],
             elements: None,
             no_log: false,
+            description: &[],
+            options: None,
         }
     }
     pub const fn str(name: &'static str) -> Param {
@@ -115,12 +132,27 @@ impl Param {
     pub const fn int(name: &'static str) -> Param {
         Param::new(name, Type::Int)
     }
+    pub const fn path(name: &'static str) -> Param {
+        Param::new(name, Type::Path)
+    }
     pub const fn dict(name: &'static str) -> Param {
         Param::new(name, Type::Dict)
     }
     pub const fn list(name: &'static str, elements: Type) -> Param {
         let mut p = Param::new(name, Type::List);
         p.elements = Some(elements);
+        p
+    }
+    /// A list of dicts, each validated against `options`.
+    pub const fn list_of(name: &'static str, options: &'static Spec) -> Param {
+        let mut p = Param::list(name, Type::Dict);
+        p.options = Some(options);
+        p
+    }
+    /// A dict validated against `options`.
+    pub const fn dict_of(name: &'static str, options: &'static Spec) -> Param {
+        let mut p = Param::dict(name);
+        p.options = Some(options);
         p
     }
     pub const fn required(mut self) -> Param {
@@ -143,6 +175,10 @@ impl Param {
         self.no_log = true;
         self
     }
+    pub const fn doc(mut self, description: &'static [&'static str]) -> Param {
+        self.description = description;
+        self
+    }
 }
 
 /// `required_if`: when `param` equals `value`, the listed parameters are
@@ -155,10 +191,14 @@ pub struct RequiredIf {
     pub any: bool,
 }
 
-/// A module's whole argument spec.
+/// A module's whole argument spec (or the spec of a sub-option).
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
     pub params: &'static [Param],
+    /// Shared specs whose parameters and rules this one takes as its own:
+    /// [`crate::aws::AWS`] gives every AWS module its connection parameters
+    /// in one line.
+    pub includes: &'static [&'static Spec],
     pub mutually_exclusive: &'static [&'static [&'static str]],
     pub required_together: &'static [&'static [&'static str]],
     pub required_one_of: &'static [&'static [&'static str]],
@@ -169,12 +209,34 @@ pub struct Spec {
 impl Spec {
     pub const EMPTY: Spec = Spec {
         params: &[],
+        includes: &[],
         mutually_exclusive: &[],
         required_together: &[],
         required_one_of: &[],
         required_if: &[],
         supports_check_mode: true,
     };
+
+    /// Every parameter: the spec's own, then those of its includes.
+    pub fn all_params(&self) -> impl Iterator<Item = &'static Param> + '_ {
+        self.params
+            .iter()
+            .chain(self.includes.iter().flat_map(|s| s.params.iter()))
+    }
+
+    fn groups(
+        &self,
+        pick: fn(&Spec) -> &'static [&'static [&'static str]],
+    ) -> impl Iterator<Item = &'static [&'static str]> + '_ {
+        pick(self)
+            .iter()
+            .chain(self.includes.iter().flat_map(move |s| pick(s).iter()))
+            .copied()
+    }
+
+    fn param(&self, name: &str) -> Option<&'static Param> {
+        self.all_params().find(|p| p.name == name)
+    }
 }
 
 /// Validated, coerced parameters. Every key of the spec is present (as
@@ -213,6 +275,23 @@ impl Params {
     }
     pub fn is_set(&self, name: &str) -> bool {
         self.value(name).is_some()
+    }
+    /// The parameters as a module's own typed struct (after validation,
+    /// so a mismatch here is a bug in the module's struct, not user input).
+    pub fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, ArgError> {
+        serde_json::from_value(Value::Object(self.values.clone())).map_err(|e| {
+            ArgError(
+                mask(
+                    Value::from(format!(
+                        "internal error: parameters do not fit the module's types: {e}"
+                    )),
+                    &self.secrets,
+                )
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            )
+        })
     }
     /// All parameters, `no_log` ones masked: what goes into `invocation`.
     pub fn masked(&self) -> Value {
@@ -267,13 +346,34 @@ pub fn split_internal(raw: Map<String, Value>) -> (Map<String, Value>, AnsibleFl
 /// Validates `args` against `spec`: aliases, unknown keys, types, choices,
 /// defaults, then the cross-parameter rules — in the order Ansible applies
 /// them, so the first error reported is the one Ansible would report.
-pub fn validate(spec: &Spec, mut args: Map<String, Value>) -> Result<Params, ArgError> {
+/// Sub-options are validated the same way, each error naming where it was
+/// found (`... found in lifecycle_hooks`).
+pub fn validate(spec: &Spec, args: Map<String, Value>) -> Result<Params, ArgError> {
+    let mut secrets = Vec::new();
+    let values = validate_in(spec, args, None, &mut secrets)?;
+    Ok(Params { values, secrets })
+}
+
+fn found_in(msg: String, path: Option<&str>) -> ArgError {
+    ArgError(match path {
+        Some(p) => format!("{msg} found in {p}"),
+        None => msg,
+    })
+}
+
+fn validate_in(
+    spec: &Spec,
+    mut args: Map<String, Value>,
+    path: Option<&str>,
+    secrets: &mut Vec<String>,
+) -> Result<Map<String, Value>, ArgError> {
+    let err = |msg: String| found_in(msg, path);
     // Aliases first: an alias and its canonical name together is ambiguous.
-    for p in spec.params {
+    for p in spec.all_params() {
         for alias in p.aliases {
             if let Some(v) = args.remove(*alias) {
                 if args.contains_key(p.name) {
-                    return Err(ArgError(format!(
+                    return Err(err(format!(
                         "parameters are mutually exclusive: {}|{alias} (alias of {0})",
                         p.name
                     )));
@@ -285,13 +385,12 @@ pub fn validate(spec: &Spec, mut args: Map<String, Value>) -> Result<Params, Arg
 
     let unknown: Vec<&str> = args
         .keys()
-        .filter(|k| !spec.params.iter().any(|p| p.name == k.as_str()))
+        .filter(|k| spec.param(k).is_none())
         .map(String::as_str)
         .collect();
     if !unknown.is_empty() {
         let mut supported: Vec<String> = spec
-            .params
-            .iter()
+            .all_params()
             .map(|p| {
                 if p.aliases.is_empty() {
                     p.name.to_owned()
@@ -301,74 +400,108 @@ pub fn validate(spec: &Spec, mut args: Map<String, Value>) -> Result<Params, Arg
             })
             .collect();
         supported.sort();
+        let which = match path {
+            Some(p) => format!("{}. Supported parameters for {p}", unknown.join(", ")),
+            None => format!("{}. Supported parameters", unknown.join(", ")),
+        };
         return Err(ArgError(format!(
-            "Unsupported parameters: {}. Supported parameters include: {}.",
-            unknown.join(", "),
+            "Unsupported parameters: {which} include: {}.",
             supported.join(", ")
         )));
     }
 
     // Secrets are collected before any error can quote a value.
-    let mut secrets = Vec::new();
-    for p in spec.params.iter().filter(|p| p.no_log) {
+    for p in spec.all_params().filter(|p| p.no_log) {
         if let Some(v) = args.get(p.name) {
-            collect_strings(v, &mut secrets);
+            collect_strings(v, secrets);
         }
     }
 
     let missing: Vec<&str> = spec
-        .params
-        .iter()
+        .all_params()
         .filter(|p| p.required && args.get(p.name).is_none_or(Value::is_null))
         .map(|p| p.name)
         .collect();
     if !missing.is_empty() {
-        return Err(ArgError(format!(
+        return Err(err(format!(
             "missing required arguments: {}",
             missing.join(", ")
         )));
     }
 
     let mut values = Map::new();
-    for p in spec.params {
+    for p in spec.all_params() {
         let given = args.remove(p.name).filter(|v| !v.is_null());
-        let v = match given {
-            Some(v) => coerce(p.name, p.ty, p.elements, v, p.no_log)?,
+        let name = match path {
+            Some(parent) => format!("{parent}.{}", p.name),
+            None => p.name.to_owned(),
+        };
+        let mut v = match given {
+            Some(v) => coerce(&name, p.ty, p.elements, v, p.no_log)?,
             None => p.default.map(Default::to_value).unwrap_or(Value::Null),
         };
         if !p.choices.is_empty() && !v.is_null() {
             check_choice(p, &v)?;
         }
+        if let Some(sub) = p.options {
+            v = match v {
+                Value::Object(o) => Value::Object(validate_in(sub, o, Some(&name), secrets)?),
+                Value::Array(items) => Value::Array(
+                    items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, item)| match item {
+                            Value::Object(o) => {
+                                validate_in(sub, o, Some(&format!("{name}[{i}]")), secrets)
+                                    .map(Value::Object)
+                            }
+                            other => Err(type_error(
+                                &format!("{name}[{i}]"),
+                                Type::Dict,
+                                &other,
+                                p.no_log,
+                                "not a dictionary",
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                other => other,
+            };
+        }
         values.insert(p.name.to_owned(), v);
     }
     let set = |name: &str| values.get(name).is_some_and(|v| !v.is_null());
 
-    for group in spec.mutually_exclusive {
+    for group in spec.groups(|s| s.mutually_exclusive) {
         if group.iter().filter(|n| set(n)).count() > 1 {
-            return Err(ArgError(format!(
+            return Err(err(format!(
                 "parameters are mutually exclusive: {}",
                 group.join("|")
             )));
         }
     }
-    for group in spec.required_one_of {
+    for group in spec.groups(|s| s.required_one_of) {
         if !group.iter().any(|n| set(n)) {
-            return Err(ArgError(format!(
+            return Err(err(format!(
                 "one of the following is required: {}",
                 group.join(", ")
             )));
         }
     }
-    for group in spec.required_together {
+    for group in spec.groups(|s| s.required_together) {
         let count = group.iter().filter(|n| set(n)).count();
         if count != 0 && count != group.len() {
-            return Err(ArgError(format!(
+            return Err(err(format!(
                 "parameters are required together: {}",
                 group.join(", ")
             )));
         }
     }
-    for rule in spec.required_if {
+    let rules = spec
+        .required_if
+        .iter()
+        .chain(spec.includes.iter().flat_map(|s| s.required_if.iter()));
+    for rule in rules {
         let matches = values
             .get(rule.param)
             .is_some_and(|v| value_as_choice(v).as_deref() == Some(rule.value));
@@ -382,7 +515,7 @@ pub fn validate(spec: &Spec, mut args: Map<String, Value>) -> Result<Params, Arg
             !missing.is_empty()
         };
         if failed {
-            return Err(ArgError(format!(
+            return Err(err(format!(
                 "{} is {} but {} of the following are missing: {}",
                 rule.param,
                 rule.value,
@@ -391,8 +524,7 @@ pub fn validate(spec: &Spec, mut args: Map<String, Value>) -> Result<Params, Arg
             )));
         }
     }
-
-    Ok(Params { values, secrets })
+    Ok(values)
 }
 
 fn collect_strings(v: &Value, out: &mut Vec<String>) {
@@ -798,13 +930,45 @@ fn failure_outcome(f: Failure, secrets: &[String], invocation: Option<Value>) ->
     }
 }
 
+/// A module's run function, boxed so modules fit one table.
+pub type RunFuture = std::pin::Pin<Box<dyn Future<Output = Result<Response, Failure>>>>;
+
+/// Everything about one module: its name, spec, documentation (the
+/// sidecar doc; options are generated from the spec) and run function.
+pub struct Module {
+    pub name: &'static str,
+    pub spec: &'static Spec,
+    pub doc: &'static str,
+    pub run: fn(Ctx) -> RunFuture,
+}
+
+impl Module {
+    /// The complete `ansible-doc` YAML.
+    pub fn documentation(&self) -> Result<String, String> {
+        crate::doc::render(self.doc, self.spec)
+    }
+}
+
+/// The switch that makes a module binary print its documentation instead
+/// of running (what `make build` writes beside it as `<module>.yml`).
+pub const DOC_SWITCH: &str = "--ansible-doc";
+
 /// Entry point for a module binary: reads argv[1], runs, prints one JSON
 /// object, and maps failure to exit code 1.
-pub fn run_module<F, Fut>(module: &'static str, spec: &Spec, run: F) -> ExitCode
-where
-    F: FnOnce(Ctx) -> Fut,
-    Fut: Future<Output = Result<Response, Failure>>,
-{
+pub fn run_module(m: &Module) -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == DOC_SWITCH) {
+        return match m.documentation() {
+            Ok(doc) => {
+                print!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", m.name);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let (module, spec, run) = (m.name, m.spec, m.run);
     let outcome = match std::env::args_os().nth(1) {
         None => failure_outcome(
             Failure::msg(format!(
@@ -864,6 +1028,7 @@ mod tests {
             Param::new("json", Type::Json),
             Param::new("ratio", Type::Float),
         ],
+        includes: &[],
         mutually_exclusive: &[&["a", "b"]],
         required_together: &[&["port", "flag"]],
         required_one_of: &[],

@@ -9,53 +9,112 @@ ignored, and every parameter is compared on update, not only four.
 */
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use craftlb_core::error::Error;
 use craftlb_core::healthcheck::{
-    self as hc, Config, Current, HealthChecks, Identity, Plan, TagPlan, describe_config, plan,
-    plan_tags,
+    self as hc, Config, HealthChecks, Identity, Plan, TagPlan, describe_config, plan, plan_tags,
 };
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::aws::{AWS_REQUIRED_TOGETHER, aws_params};
-use crate::aws_module_params;
-use crate::protocol::{Ctx, Default, Failure, Param, Params, RequiredIf, Response, Spec, Type};
+use crate::aws::{AWS, Connection};
+use crate::driver::{Action, Changes, Resource, drive};
+use crate::protocol::{
+    Ctx, Default, Failure, Module, Param, Params, RequiredIf, Response, RunFuture, Spec, Type,
+};
 
 pub const NAME: &str = "route53_healthcheck";
 
+pub static MODULE: Module = Module {
+    name: NAME,
+    spec: &SPEC,
+    doc: include_str!("../docs/route53_healthcheck.yml"),
+    run: |ctx| -> RunFuture { Box::pin(run(ctx)) },
+};
+
 pub static SPEC: Spec = Spec {
-    params: aws_module_params![
+    params: &[
         Param::str("state")
             .choices(&["present", "absent"])
-            .default(Default::Str("present")),
-        Param::bool("disabled"),
-        Param::str("ip_address"),
-        Param::int("port"),
-        Param::str("type").choices(hc::TYPES),
-        Param::str("resource_path"),
-        Param::str("fqdn"),
-        Param::str("string_match"),
-        // No default here: 30 applies on create only (Config::with_create_defaults),
+            .default(Default::Str("present"))
+            .doc(&["Whether the health check should exist."]),
+        Param::bool("disabled").doc(&[
+            "Stop performing the check (Route 53 then treats the endpoint as healthy).",
+        ]),
+        Param::str("ip_address").doc(&[
+            "IPv4 or IPv6 address of the endpoint. One of I(ip_address) and I(fqdn) is needed for \
+             endpoint checks.",
+        ]),
+        Param::int("port").doc(&[
+            "Port of the endpoint. Required for C(TCP).",
+            "Defaults to 80 for the HTTP types and 443 for the HTTPS types.",
+        ]),
+        Param::str("type").choices(hc::TYPES).doc(&[
+            "How Route 53 checks the endpoint.",
+            "Required unless the check is given by I(health_check_id), or deleted by unique name.",
+            "Cannot be changed once the check exists.",
+        ]),
+        Param::str("resource_path").doc(&[
+            "Path requested by HTTP(S) checks; must start with C(/), at most 255 characters.",
+        ]),
+        Param::str("fqdn").doc(&[
+            "Domain name of the endpoint; with I(ip_address) it is sent as the C(Host) header / SNI name.",
+        ]),
+        Param::str("string_match").doc(&[
+            "String that must appear in the first 5,120 bytes of the body (C(*_STR_MATCH) types only, \
+             at most 255 characters).",
+        ]),
+        // No default: 30 applies on create only (Config::with_create_defaults),
         // so a task that does not restate it never "changes" an existing 10.
-        Param::int("request_interval").choices(&["10", "30"]),
+        Param::int("request_interval").choices(&["10", "30"]).doc(&[
+            "Seconds between checks. Cannot be changed once the check exists.",
+            "Route 53 uses 30 when it is not given at creation; when it is not given for an existing \
+             check, the check keeps its interval (a default never turns into a change).",
+            "A check identified by its settings (no name, no id) is matched with 30 when this is not \
+             given, as C(amazon.aws.route53_health_check) does.",
+        ]),
         Param::int("failure_threshold")
-            .choices(&["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]),
-        Param::list("child_health_checks", Type::Str),
-        Param::int("health_threshold"),
-        Param::bool("measure_latency"),
-        Param::bool("inverted"),
-        Param::bool("enable_sni"),
-        Param::str("health_check_id").aliases(&["id"]),
-        Param::str("health_check_name").aliases(&["name"]),
-        Param::bool("use_unique_names"),
-        Param::dict("tags").aliases(&["resource_tags"]),
-        Param::bool("purge_tags").default(Default::Bool(true)),
+            .choices(&["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
+            .doc(&[
+                "Consecutive results needed to change status. Route 53 uses 3 when not given at creation.",
+            ]),
+        Param::list("child_health_checks", Type::Str)
+            .doc(&["Ids of the child checks of a C(CALCULATED) check."]),
+        Param::int("health_threshold").doc(&[
+            "Number of healthy children a C(CALCULATED) check needs; 1 when not given at creation.",
+        ]),
+        Param::bool("measure_latency")
+            .doc(&["Keep latency graphs. Cannot be changed once the check exists."]),
+        Param::bool("inverted").doc(&["Invert the status the check reports."]),
+        Param::bool("enable_sni").doc(&["Send the I(fqdn) as SNI in HTTPS checks."]),
+        Param::str("health_check_id").aliases(&["id"]).doc(&[
+            "The id of an existing check: identifies it directly. Mutually exclusive with \
+             I(health_check_name).",
+            "With I(state=present) the check must exist; settings not given are left as they are.",
+        ]),
+        Param::str("health_check_name").aliases(&["name"]).doc(&[
+            "Name of the check, kept in its C(Name) tag.",
+            "Must be given together with I(use_unique_names); with I(use_unique_names=true) the name \
+             identifies the check.",
+        ]),
+        Param::bool("use_unique_names").doc(&[
+            "Identify the check by I(health_check_name).",
+            "Without it (and without I(health_check_id)) the check is identified by type, ip_address, \
+             fqdn, port and request_interval, as amazon.aws does.",
+        ]),
+        Param::dict("tags").aliases(&["resource_tags"]).doc(&[
+            "Tags for the check. Not given, tags are left alone (the C(Name) tag of a named check is \
+             still kept).",
+        ]),
+        Param::bool("purge_tags").default(Default::Bool(true)).doc(&[
+            "Remove tags not given in I(tags). Ignored when I(tags) is not given.",
+        ]),
     ],
+    includes: &[&AWS],
     mutually_exclusive: &[&["health_check_id", "health_check_name"]],
-    required_together: &[
-        &["use_unique_names", "health_check_name"],
-        AWS_REQUIRED_TOGETHER,
-    ],
+    required_together: &[&["use_unique_names", "health_check_name"]],
     required_one_of: &[&[
         "ip_address",
         "fqdn",
@@ -92,6 +151,34 @@ pub static SPEC: Spec = Spec {
     supports_check_mode: true,
 };
 
+/// The parameters, typed (after validation).
+#[derive(Debug, Deserialize)]
+struct Args {
+    state: String,
+    disabled: Option<bool>,
+    ip_address: Option<String>,
+    port: Option<i64>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    resource_path: Option<String>,
+    fqdn: Option<String>,
+    string_match: Option<String>,
+    request_interval: Option<i64>,
+    failure_threshold: Option<i64>,
+    child_health_checks: Option<Vec<String>>,
+    health_threshold: Option<i64>,
+    measure_latency: Option<bool>,
+    inverted: Option<bool>,
+    enable_sni: Option<bool>,
+    health_check_id: Option<String>,
+    health_check_name: Option<String>,
+    use_unique_names: Option<bool>,
+    tags: Option<Map<String, Value>>,
+    purge_tags: bool,
+    #[serde(flatten)]
+    connection: Connection,
+}
+
 /// The task, validated beyond what the spec can say.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -108,11 +195,12 @@ pub struct Task {
 /// Turns parameters into a [`Task`]; every rule here fails before any AWS
 /// call is made.
 pub fn task(p: &Params) -> Result<Task, Failure> {
-    let present = p.str("state") != Some("absent");
-    let kind = p.str("type").map(str::to_owned);
-    let id = p.str("health_check_id").map(str::to_owned);
-    let name = p.str("health_check_name").unwrap_or_default().to_owned();
-    let unique = p.bool("use_unique_names").unwrap_or(false);
+    let a: Args = p.typed()?;
+    let present = a.state != "absent";
+    let kind = a.kind.clone();
+    let id = a.health_check_id.clone();
+    let name = a.health_check_name.clone().unwrap_or_default();
+    let unique = a.use_unique_names.unwrap_or(false);
 
     if kind.is_none() && id.is_none() && (present || !unique) {
         return Err(Failure::msg(
@@ -122,14 +210,15 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
     let kind = kind.unwrap_or_default();
     if kind == "CALCULATED" {
         let bad: Vec<&str> = [
-            "ip_address",
-            "port",
-            "fqdn",
-            "resource_path",
-            "string_match",
+            ("ip_address", a.ip_address.is_some()),
+            ("port", a.port.is_some()),
+            ("fqdn", a.fqdn.is_some()),
+            ("resource_path", a.resource_path.is_some()),
+            ("string_match", a.string_match.is_some()),
         ]
         .into_iter()
-        .filter(|k| p.is_set(k))
+        .filter(|(_, given)| *given)
+        .map(|(k, _)| k)
         .collect();
         if !bad.is_empty() {
             return Err(Failure::msg(format!(
@@ -138,7 +227,7 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             )));
         }
     }
-    if let Some(s) = p.str("string_match") {
+    if let Some(s) = &a.string_match {
         if !kind.ends_with("_STR_MATCH") {
             return Err(Failure::msg(
                 "parameter 'string_match' is only for the HTTP_STR_MATCH and HTTPS_STR_MATCH types",
@@ -150,7 +239,7 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             ));
         }
     }
-    if let Some(path) = p.str("resource_path") {
+    if let Some(path) = &a.resource_path {
         if kind == "TCP" {
             return Err(Failure::msg(
                 "parameter 'resource_path' does not apply to type TCP",
@@ -162,15 +251,14 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             )));
         }
     }
-    let int = |k: &str| -> Result<Option<i32>, Failure> {
-        p.int(k)
-            .map(|v| {
-                i32::try_from(v)
-                    .map_err(|_| Failure::msg(format!("parameter '{k}' is out of range: {v}")))
-            })
-            .transpose()
+    let int = |k: &str, v: Option<i64>| -> Result<Option<i32>, Failure> {
+        v.map(|v| {
+            i32::try_from(v)
+                .map_err(|_| Failure::msg(format!("parameter '{k}' is out of range: {v}")))
+        })
+        .transpose()
     };
-    let port = int("port")?;
+    let port = int("port", a.port)?;
     if let Some(port) = port.filter(|p| !(1..=65535).contains(p)) {
         return Err(Failure::msg(format!(
             "parameter 'port' must be 1-65535, got {port}"
@@ -179,39 +267,39 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
     let calculated = kind == "CALCULATED";
     let desired = Config {
         kind: kind.clone(),
-        ip_address: p.str("ip_address").map(str::to_owned),
-        fqdn: p.str("fqdn").map(str::to_owned),
+        ip_address: a.ip_address.clone(),
+        fqdn: a.fqdn.clone(),
         port: port.or_else(|| hc::default_port(&kind)),
-        resource_path: p.str("resource_path").map(str::to_owned),
-        search_string: p.str("string_match").map(str::to_owned),
+        resource_path: a.resource_path.clone(),
+        search_string: a.string_match.clone(),
         // Route 53 ignores interval and threshold for calculated checks.
         request_interval: if calculated {
             None
         } else {
-            int("request_interval")?
+            int("request_interval", a.request_interval)?
         },
         failure_threshold: if calculated {
             None
         } else {
-            int("failure_threshold")?
+            int("failure_threshold", a.failure_threshold)?
         },
-        measure_latency: p.bool("measure_latency"),
-        inverted: p.bool("inverted"),
-        disabled: p.bool("disabled"),
-        enable_sni: p.bool("enable_sni"),
+        measure_latency: a.measure_latency,
+        inverted: a.inverted,
+        disabled: a.disabled,
+        enable_sni: a.enable_sni,
         health_threshold: if calculated {
-            int("health_threshold")?.or(Some(1))
+            int("health_threshold", a.health_threshold)?.or(Some(1))
         } else {
-            int("health_threshold")?
+            int("health_threshold", a.health_threshold)?
         },
-        child_health_checks: p.str_list("child_health_checks"),
+        child_health_checks: a.child_health_checks.clone(),
     };
     let identity = match (&id, unique) {
         (Some(id), _) => Identity::Id(id.clone()),
         (None, true) => Identity::Name(name.clone()),
         (None, false) => Identity::Settings(desired.clone().with_create_defaults()),
     };
-    let tags = p.dict("tags").map(|d| {
+    let tags = a.tags.as_ref().map(|d| {
         d.iter()
             .map(|(k, v)| {
                 let v = v
@@ -228,7 +316,7 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
         name,
         desired,
         tags,
-        purge_tags: p.bool("purge_tags").unwrap_or(true),
+        purge_tags: a.purge_tags,
     })
 }
 
@@ -245,7 +333,65 @@ fn desired_tags(t: &Task) -> (BTreeMap<String, String>, bool) {
     (tags, purge)
 }
 
-fn describe(c: &Current, tags: &BTreeMap<String, String>) -> Value {
+/// The Route 53 calls this module makes ([`HealthChecks`] in production).
+#[allow(async_fn_in_trait)]
+pub trait Api {
+    async fn find(
+        &self,
+        identity: &Identity,
+    ) -> Result<Option<(hc::Current, Option<BTreeMap<String, String>>)>, Error>;
+    async fn tags(&self, id: &str) -> Result<BTreeMap<String, String>, Error>;
+    async fn create(&self, name: &str, config: &Config, salt: u64) -> Result<hc::Current, Error>;
+    async fn update(&self, current: &hc::Current, changes: &Config) -> Result<hc::Current, Error>;
+    async fn delete(&self, id: &str) -> Result<bool, Error>;
+    async fn change_tags(&self, id: &str, plan: &TagPlan) -> Result<(), Error>;
+}
+
+impl Api for HealthChecks {
+    async fn find(
+        &self,
+        identity: &Identity,
+    ) -> Result<Option<(hc::Current, Option<BTreeMap<String, String>>)>, Error> {
+        HealthChecks::find(self, identity).await
+    }
+    async fn tags(&self, id: &str) -> Result<BTreeMap<String, String>, Error> {
+        HealthChecks::tags(self, id).await
+    }
+    async fn create(&self, name: &str, config: &Config, salt: u64) -> Result<hc::Current, Error> {
+        HealthChecks::create(self, name, config, salt).await
+    }
+    async fn update(&self, current: &hc::Current, changes: &Config) -> Result<hc::Current, Error> {
+        HealthChecks::update(self, current, changes).await
+    }
+    async fn delete(&self, id: &str) -> Result<bool, Error> {
+        HealthChecks::delete(self, id).await
+    }
+    async fn change_tags(&self, id: &str, plan: &TagPlan) -> Result<(), Error> {
+        HealthChecks::change_tags(self, id, plan).await
+    }
+}
+
+/// A health check as read: Route 53's description and its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current {
+    pub check: hc::Current,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What to change: the check itself (create or update) and its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HcChanges {
+    pub config: Plan,
+    pub tags: TagPlan,
+}
+
+impl Changes for HcChanges {
+    fn is_empty(&self) -> bool {
+        self.config == Plan::Noop && self.tags.is_empty()
+    }
+}
+
+fn describe(c: &hc::Current, tags: &BTreeMap<String, String>) -> Value {
     json!({
         "id": c.id,
         "caller_reference": c.caller_reference,
@@ -262,149 +408,142 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
-    let t = task(&ctx.params)?;
-    let config = craftlb_core::aws::sdk_config(&aws_params(&ctx.params), Some("us-east-1")).await?;
-    let api = HealthChecks::new(aws_sdk_route53::Client::new(&config));
+/// The module on the driver, over any [`Api`].
+pub struct HealthCheck<A>(PhantomData<A>);
 
-    let found = api.find(&t.identity).await?;
-    if !t.present {
-        return absent(&ctx, &api, found.map(|(c, _)| c)).await;
+impl<A: Api> Resource for HealthCheck<A> {
+    type Task = Task;
+    type Api = A;
+    type Current = Current;
+    type Changes = HcChanges;
+    const KEY: &'static str = "health_check";
+
+    fn present(t: &Task) -> bool {
+        t.present
     }
-    if let (Identity::Id(id), None) = (&t.identity, &found) {
-        return Err(Failure::msg(format!("health check '{id}' does not exist")));
+
+    async fn read(api: &A, t: &Task) -> Result<Option<Current>, Failure> {
+        Ok(match api.find(&t.identity).await? {
+            Some((check, Some(tags))) => Some(Current { check, tags }),
+            Some((check, None)) if t.present => {
+                let tags = api.tags(&check.id).await?;
+                Some(Current { check, tags })
+            }
+            // Deleting: the tags are not needed.
+            Some((check, None)) => Some(Current {
+                check,
+                tags: BTreeMap::new(),
+            }),
+            None => None,
+        })
     }
-    let current = match found {
-        Some((c, Some(tags))) => Some((c, tags)),
-        Some((c, None)) => {
-            let tags = api.tags(&c.id).await?;
-            Some((c, tags))
+
+    fn plan(t: &Task, current: Option<&Current>) -> Result<HcChanges, Failure> {
+        if let (Identity::Id(id), None) = (&t.identity, current) {
+            return Err(Failure::msg(format!("health check '{id}' does not exist")));
         }
-        None => None,
-    };
-
-    let mut desired = t.desired.clone();
-    if let Identity::Id(_) = t.identity {
+        let mut desired = t.desired.clone();
         // By id, the type need not be repeated; never "change" it to empty.
-        if let (true, Some((c, _))) = (desired.kind.is_empty(), &current) {
-            desired.kind = c.config.kind.clone();
+        if let (Identity::Id(_), true, Some(c)) = (&t.identity, desired.kind.is_empty(), current) {
+            desired.kind = c.check.config.kind.clone();
         }
-    }
-    let step = plan(&desired, current.as_ref().map(|(c, _)| c));
-    let (want_tags, purge) = desired_tags(&t);
-    let before = current
-        .as_ref()
-        .map(|(c, tags)| describe(c, tags))
-        .unwrap_or_else(|| json!({}));
-
-    let (result, tags, action, tag_plan) = match (step, current) {
-        (Plan::Immutable(fields), Some((c, _))) => {
-            return Err(Failure::msg(format!(
+        let (want_tags, purge) = desired_tags(t);
+        match (plan(&desired, current.map(|c| &c.check)), current) {
+            (Plan::Immutable(fields), Some(c)) => Err(Failure::msg(format!(
                 "health check '{}' cannot be changed in place: Route 53 does not allow updating {}; \
                  delete it (state: absent) and create it again",
-                c.id,
+                c.check.id,
                 fields.join(", ")
             ))
-            .with("health_check", before));
+            .with("health_check", describe(&c.check, &c.tags))),
+            (config @ Plan::Create(_), None) => Ok(HcChanges {
+                config,
+                tags: plan_tags(&BTreeMap::new(), &want_tags, false),
+            }),
+            (config, Some(c)) => Ok(HcChanges {
+                config,
+                tags: plan_tags(&c.tags, &want_tags, purge),
+            }),
+            (_, None) => Err(Failure::msg(
+                "internal error: a plan to change a health check that does not exist",
+            )),
         }
-        (Plan::Noop, Some((c, tags))) => {
-            let tp = plan_tags(&tags, &want_tags, purge);
-            let action = if tp.is_empty() { None } else { Some("update") };
-            (c, tags, action, tp)
-        }
-        (Plan::Update(changes), Some((c, tags))) => {
-            let tp = plan_tags(&tags, &want_tags, purge);
-            let after = if ctx.check_mode {
-                Current {
-                    config: hc::merged(c.config.clone(), &changes),
-                    ..c
-                }
-            } else {
-                api.update(&c, &changes).await?
-            };
-            (after, tags, Some("update"), tp)
-        }
-        (Plan::Create(config), _) => {
-            let tp = plan_tags(&BTreeMap::new(), &want_tags, false);
-            let created = if ctx.check_mode {
-                Current {
-                    id: String::new(),
-                    caller_reference: hc::caller_reference(&t.name, &config, None),
-                    version: 1,
-                    config,
-                }
-            } else {
-                api.create(&t.name, &config, unix_now()).await?
-            };
-            (created, BTreeMap::new(), Some("create"), tp)
-        }
-        (Plan::Noop | Plan::Update(_) | Plan::Immutable(_), None) => {
-            return Err(Failure::msg(
-                "internal error: a plan for an absent health check",
-            ));
-        }
-    };
-    apply_tags(&ctx, &api, &result.id, &tag_plan).await?;
-    let tags = tag_plan.apply(&tags);
-    let after = describe(&result, &tags);
-    let mut described = after.clone();
-    let changed = action.is_some();
-    if let (Some(a), Some(obj)) = (action, described.as_object_mut()) {
-        obj.insert("action".into(), Value::from(a));
     }
-    let mut data = Map::new();
-    data.insert("health_check".into(), described);
-    Ok(Response {
-        changed,
-        data,
-        diff: Some((before, after)),
-        warnings: Vec::new(),
-    })
+
+    async fn apply(
+        api: &A,
+        t: &Task,
+        current: Option<&Current>,
+        ch: &HcChanges,
+    ) -> Result<Current, Failure> {
+        let (check, tags) = match (&ch.config, current) {
+            (Plan::Create(config), _) => (
+                api.create(&t.name, config, unix_now()).await?,
+                BTreeMap::new(),
+            ),
+            (Plan::Update(changes), Some(c)) => {
+                (api.update(&c.check, changes).await?, c.tags.clone())
+            }
+            (_, Some(c)) => (c.check.clone(), c.tags.clone()),
+            (_, None) => {
+                return Err(Failure::msg(
+                    "internal error: nothing to apply to a missing health check",
+                ));
+            }
+        };
+        if !ch.tags.is_empty() {
+            api.change_tags(&check.id, &ch.tags).await?;
+        }
+        // Route 53 answers create and update with the check as it now is.
+        Ok(Current {
+            tags: ch.tags.apply(&tags),
+            check,
+        })
+    }
+
+    async fn delete(api: &A, _: &Task, c: &Current) -> Result<bool, Failure> {
+        Ok(api.delete(&c.check.id).await?)
+    }
+
+    fn describe(c: &Current) -> Value {
+        describe(&c.check, &c.tags)
+    }
+
+    fn preview(t: &Task, current: Option<&Current>, ch: &HcChanges) -> Value {
+        let check = match (&ch.config, current) {
+            (Plan::Create(config), _) => hc::Current {
+                id: String::new(),
+                caller_reference: hc::caller_reference(&t.name, config, None),
+                version: 1,
+                config: config.clone(),
+            },
+            (Plan::Update(changes), Some(c)) => hc::Current {
+                config: hc::merged(c.check.config.clone(), changes),
+                ..c.check.clone()
+            },
+            (_, Some(c)) => c.check.clone(),
+            (_, None) => return json!({}),
+        };
+        let tags = current.map(|c| c.tags.clone()).unwrap_or_default();
+        describe(&check, &ch.tags.apply(&tags))
+    }
+
+    fn result(described: Value, action: Option<Action>) -> Value {
+        let mut v = described;
+        if let (Some(a), Some(o)) = (action, v.as_object_mut()) {
+            o.insert("action".into(), Value::from(a.as_str()));
+        }
+        v
+    }
 }
 
-async fn apply_tags(ctx: &Ctx, api: &HealthChecks, id: &str, tp: &TagPlan) -> Result<(), Failure> {
-    if !ctx.check_mode && !tp.is_empty() {
-        api.change_tags(id, tp).await?;
-    }
-    Ok(())
-}
-
-async fn absent(
-    ctx: &Ctx,
-    api: &HealthChecks,
-    found: Option<Current>,
-) -> Result<Response, Failure> {
-    let Some(c) = found else {
-        return Ok(Response {
-            changed: false,
-            data: [("health_check".to_owned(), json!({}))]
-                .into_iter()
-                .collect(),
-            diff: Some((json!({}), json!({}))),
-            warnings: Vec::new(),
-        });
-    };
-    let before = describe(&c, &BTreeMap::new());
-    let changed = if ctx.check_mode {
-        true
-    } else {
-        api.delete(&c.id).await?
-    };
-    let mut data = Map::new();
-    data.insert(
-        "health_check".into(),
-        if changed {
-            json!({"id": c.id, "action": "delete"})
-        } else {
-            json!({})
-        },
-    );
-    Ok(Response {
-        changed,
-        data,
-        diff: Some((before, json!({}))),
-        warnings: Vec::new(),
-    })
+pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
+    let t = task(&ctx.params)?;
+    let a: Args = ctx.params.typed()?;
+    let config =
+        craftlb_core::aws::sdk_config(&a.connection.aws_params(), Some("us-east-1")).await?;
+    let api = HealthChecks::new(aws_sdk_route53::Client::new(&config));
+    drive::<HealthCheck<HealthChecks>>(&api, &t, ctx.check_mode).await
 }
 
 #[cfg(test)]

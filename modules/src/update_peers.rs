@@ -24,48 +24,150 @@ use std::time::{Duration, Instant};
 use craftlb_core::peers::{self, GroupApi, Peer};
 use serde_json::{Map, Value, json};
 
-use crate::aws::{AWS_REQUIRED_TOGETHER, aws_params};
-use crate::aws_module_params;
+use serde::Deserialize;
+
+use crate::aws::{AWS, Connection};
 use crate::haproxy::{self, Reload};
-use crate::protocol::{Ctx, Default, Failure, Param, Params, Response, Spec, Type};
+use crate::protocol::{
+    Ctx, Default, Failure, Module, Param, Params, RequiredIf, Response, RunFuture, Spec, Type,
+};
 
 pub const NAME: &str = "update_peers";
 
-pub static SPEC: Spec = Spec {
-    params: aws_module_params![
-        Param::new("peers_file", Type::Path).required(),
-        Param::str("peers_section").default(Default::Str("lb_replication")),
-        Param::int("peer_port").default(Default::Int(7777)),
-        Param::str("group_name"),
-        Param::str("local_peer").aliases(&["instance_id"]),
-        Param::list("peers", Type::Dict),
-        Param::str("haproxy_bin").default(Default::Str("haproxy")),
-        Param::list("validate_with", Type::Path),
-        Param::bool("reload").default(Default::Bool(true)),
-        Param::new("master_pidfile", Type::Path),
-        Param::list("reload_command", Type::Str),
-        Param::bool("drain").default(Default::Bool(false)),
-        Param::bool("drain_only").default(Default::Bool(false)),
-        Param::new("master_socket", Type::Path),
-        Param::new("drain_health_acl", Type::Path),
-        Param::new("drain_closed_acl", Type::Path),
-        Param::int("drain_dns_margin").default(Default::Int(60)),
-        Param::list("keep_frontends", Type::Str),
+pub static MODULE: Module = Module {
+    name: NAME,
+    spec: &SPEC,
+    doc: include_str!("../docs/update_peers.yml"),
+    run: |ctx| -> RunFuture { Box::pin(run(ctx)) },
+};
+
+static PEER: Spec = Spec {
+    params: &[
+        Param::str("name")
+            .required()
+            .doc(&["Peer name ([A-Za-z0-9_.-], at most 64)."]),
+        Param::str("address")
+            .required()
+            .doc(&["The peer's IP address."]),
     ],
+    ..Spec::EMPTY
+};
+
+pub static SPEC: Spec = Spec {
+    params: &[
+        Param::path("peers_file")
+            .required()
+            .doc(&["The file holding the peers section, passed to haproxy as its own C(-f)."]),
+        Param::str("peers_section")
+            .default(Default::Str("lb_replication"))
+            .doc(&["Name of the peers section (stick tables refer to it)."]),
+        Param::int("peer_port")
+            .default(Default::Int(7777))
+            .doc(&["TCP port every node's peer listener uses."]),
+        Param::str("group_name").doc(&[
+            "Auto Scaling group to take peers from; default the group of this instance (one \
+             DescribeAutoScalingInstances call).",
+        ]),
+        Param::str("local_peer").aliases(&["instance_id"]).doc(&[
+            "This node's peer name; default its instance id from IMDS.",
+            "Required with I(peers).",
+        ]),
+        Param::list_of("peers", &PEER).doc(&[
+            "Fixed peers; no AWS or IMDS call is made. For hosts outside an Auto Scaling group.",
+            "Mutually exclusive with I(group_name).",
+        ]),
+        Param::str("haproxy_bin")
+            .default(Default::Str("haproxy"))
+            .doc(&["haproxy binary used for validation."]),
+        Param::list("validate_with", Type::Path).doc(&[
+            "The other configuration files, in haproxy's C(-f) order, validated together with the new \
+             peers section. Empty validates the section alone.",
+        ]),
+        Param::bool("reload").default(Default::Bool(true)).doc(&[
+            "Reload haproxy after the file changed.",
+            "Needs I(master_pidfile) or I(reload_command), except with I(drain_only) (which never writes \
+             the file).",
+        ]),
+        Param::path("master_pidfile").doc(&[
+            "Pidfile of the haproxy master-worker master (C(-W -p)); the reload is SIGUSR2 to that pid.",
+        ]),
+        Param::list("reload_command", Type::Str).doc(&[
+            "Command (argv list) that reloads haproxy, e.g. C([systemctl, reload, craftlb-haproxy.service]).",
+        ]),
+        Param::bool("drain").default(Default::Bool(false)).doc(&[
+            "Drain and complete the terminating lifecycle action when IMDS says the instance is to be \
+             terminated.",
+        ]),
+        Param::bool("drain_only").default(Default::Bool(false)).doc(&[
+            "Only watch for termination (and drain then); never touch the peers file. Until the instance \
+             is terminating a run reads IMDS and makes no AWS call, so a timer can run it every few seconds.",
+            "Requires I(drain).",
+        ]),
+        Param::path("master_socket").doc(&[
+            "The haproxy master CLI socket (C(haproxy -W -S <socket>)); required with I(drain).",
+            "Through it the drain reaches the current worker and every old one.",
+        ]),
+        Param::path("drain_health_acl").doc(&[
+            "ACL pattern file behind the configuration's C(monitor fail) rule (C(acl ... src -f <file>)); \
+             required with I(drain).",
+            "Empty while the node serves; the drain fills it with C(0.0.0.0/0) and C(::/0).",
+        ]),
+        Param::path("drain_closed_acl").doc(&[
+            "ACL pattern file behind the client frontends' C(tcp-request connection reject) and \
+             C(connection close) rules; required with I(drain).",
+        ]),
+        Param::int("drain_dns_margin").default(Default::Int(60)).doc(&[
+            "Seconds the node keeps accepting after the record's TTL. Route 53 takes up to 60 s to \
+             propagate the record's removal to all its name servers.",
+        ]),
+        Param::list("keep_frontends", Type::Str)
+            .default(Default::List(&["stats"]))
+            .doc(&["Frontends a drain leaves open."]),
+    ],
+    includes: &[&AWS],
     mutually_exclusive: &[
         &["master_pidfile", "reload_command"],
         &["peers", "group_name"],
     ],
-    required_together: &[AWS_REQUIRED_TOGETHER],
-    required_one_of: &[],
-    required_if: &[crate::protocol::RequiredIf {
+    required_if: &[RequiredIf {
         param: "drain",
         value: "true",
         requires: &["master_socket", "drain_health_acl", "drain_closed_acl"],
         any: false,
     }],
-    supports_check_mode: true,
+    ..Spec::EMPTY
 };
+
+/// The parameters, typed (after validation).
+#[derive(Debug, Deserialize)]
+struct Args {
+    peers_file: String,
+    peers_section: String,
+    peer_port: i64,
+    group_name: Option<String>,
+    local_peer: Option<String>,
+    peers: Option<Vec<PeerArg>>,
+    haproxy_bin: String,
+    validate_with: Option<Vec<String>>,
+    reload: bool,
+    master_pidfile: Option<String>,
+    reload_command: Option<Vec<String>>,
+    drain: bool,
+    drain_only: bool,
+    master_socket: Option<String>,
+    drain_health_acl: Option<String>,
+    drain_closed_acl: Option<String>,
+    drain_dns_margin: i64,
+    keep_frontends: Vec<String>,
+    #[serde(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Deserialize)]
+struct PeerArg {
+    name: String,
+    address: String,
+}
 
 /// Where the peers come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +191,7 @@ pub struct Task {
     pub validate_with: Vec<PathBuf>,
     pub reload: Option<Reload>,
     pub drain: Option<Drain>,
+    pub connection: Connection,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,34 +211,28 @@ pub struct Drain {
     pub keep_frontends: Vec<String>,
 }
 
-fn static_peer(v: &Value) -> Result<Peer, String> {
-    let o = v.as_object().ok_or("each entry of peers must be a dict")?;
-    let name = o
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or("each entry of peers needs a 'name'")?;
-    let address = o
-        .get("address")
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("peer '{name}' needs an 'address'"))?;
+fn static_peer(p: &PeerArg) -> Result<Peer, String> {
     Ok(Peer {
-        name: name.to_owned(),
-        address: address
-            .parse()
-            .map_err(|e| format!("peer '{name}': address '{address}' is not an IP address: {e}"))?,
+        name: p.name.clone(),
+        address: p.address.parse().map_err(|e| {
+            format!(
+                "peer '{}': address '{}' is not an IP address: {e}",
+                p.name, p.address
+            )
+        })?,
     })
 }
 
 /// Turns parameters into a [`Task`]; every rule here fails before any call.
 pub fn task(p: &Params) -> Result<Task, Failure> {
-    let port = p
-        .int("peer_port")
-        .and_then(|v| u16::try_from(v).ok())
+    let a: Args = p.typed()?;
+    let port = u16::try_from(a.peer_port)
+        .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| Failure::msg("peer_port must be 1-65535"))?;
-    let local = p.str("local_peer").map(str::to_owned);
-    let source = match p.value("peers") {
-        Some(Value::Array(list)) => {
+    let local = a.local_peer.clone();
+    let source = match &a.peers {
+        Some(list) => {
             let local = local.ok_or_else(|| {
                 Failure::msg("local_peer is required with peers (there is no instance to ask)")
             })?;
@@ -156,41 +253,37 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             }
             Source::Static { local, peers }
         }
-        _ => Source::Group {
+        None => Source::Group {
             local,
-            group: p.str("group_name").map(str::to_owned),
+            group: a.group_name.clone(),
         },
     };
-    if let Some(bad) = [
-        p.str("local_peer"),
-        Some(p.str("peers_section").unwrap_or_default()),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|n| !peers::valid_peer_name(n))
+    if let Some(bad) = [a.local_peer.as_deref(), Some(a.peers_section.as_str())]
+        .into_iter()
+        .flatten()
+        .find(|n| !peers::valid_peer_name(n))
     {
         return Err(Failure::msg(format!(
             "'{bad}' is not a valid haproxy peer/section name ([A-Za-z0-9_.-], at most 64)"
         )));
     }
     // A drain watch never writes the peers file, so it never reloads.
-    let watch_only = p.bool("drain_only").unwrap_or(false);
     let reload = match (
-        p.bool("reload").unwrap_or(true) && !watch_only,
-        p.str("master_pidfile"),
-        p.str_list("reload_command"),
+        a.reload && !a.drain_only,
+        &a.master_pidfile,
+        &a.reload_command,
     ) {
         (false, _, _) => None,
         (true, Some(pidfile), _) => Some(Reload::MasterPidfile(pidfile.into())),
-        (true, None, Some(cmd)) if !cmd.is_empty() => Some(Reload::Command(cmd)),
+        (true, None, Some(cmd)) if !cmd.is_empty() => Some(Reload::Command(cmd.clone())),
         (true, None, _) => {
             return Err(Failure::msg(
                 "reload is true but neither master_pidfile nor reload_command says how",
             ));
         }
     };
-    let drain = match p.bool("drain").unwrap_or(false) {
-        false if p.bool("drain_only").unwrap_or(false) => {
+    let drain = match a.drain {
+        false if a.drain_only => {
             return Err(Failure::msg("drain_only needs drain: true"));
         }
         false => None,
@@ -200,36 +293,31 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
             ));
         }
         true => Some(Drain {
-            only: p.bool("drain_only").unwrap_or(false),
-            master_socket: p.str("master_socket").unwrap_or_default().into(),
-            health_acl: p.str("drain_health_acl").unwrap_or_default().into(),
-            closed_acl: p.str("drain_closed_acl").unwrap_or_default().into(),
-            dns_margin: p
-                .int("drain_dns_margin")
-                .and_then(|s| u64::try_from(s).ok())
-                .ok_or_else(|| Failure::msg("drain_dns_margin must be >= 0"))?,
-            keep_frontends: p
-                .str_list("keep_frontends")
-                .unwrap_or_else(|| vec!["stats".into()]),
+            only: a.drain_only,
+            master_socket: a.master_socket.clone().unwrap_or_default().into(),
+            health_acl: a.drain_health_acl.clone().unwrap_or_default().into(),
+            closed_acl: a.drain_closed_acl.clone().unwrap_or_default().into(),
+            dns_margin: u64::try_from(a.drain_dns_margin)
+                .map_err(|_| Failure::msg("drain_dns_margin must be >= 0"))?,
+            keep_frontends: a.keep_frontends.clone(),
         }),
     };
     Ok(Task {
-        peers_file: p.str("peers_file").unwrap_or_default().into(),
-        section: p
-            .str("peers_section")
-            .unwrap_or("lb_replication")
-            .to_owned(),
+        peers_file: a.peers_file.clone().into(),
+        section: a.peers_section.clone(),
         port,
         source,
-        haproxy_bin: p.str("haproxy_bin").unwrap_or("haproxy").to_owned(),
-        validate_with: p
-            .str_list("validate_with")
+        haproxy_bin: a.haproxy_bin.clone(),
+        validate_with: a
+            .validate_with
+            .clone()
             .unwrap_or_default()
             .into_iter()
             .map(PathBuf::from)
             .collect(),
         reload,
         drain,
+        connection: a.connection,
     })
 }
 
@@ -290,7 +378,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
                     warnings: vec![],
                 });
             }
-            let config = craftlb_core::aws::sdk_config(&aws_params(&ctx.params), None).await?;
+            let config = craftlb_core::aws::sdk_config(&t.connection.aws_params(), None).await?;
             let api = GroupApi::new(&config);
             let group = match group {
                 Some(g) => g.clone(),

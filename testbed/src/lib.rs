@@ -79,9 +79,14 @@ pub fn library(modules: &[(&str, &str)]) -> tempfile::TempDir {
     for &(name, bin) in modules {
         std::os::unix::fs::symlink(bin, dir.path().join(name))
             .unwrap_or_else(|e| panic!("symlink {name}: {e}"));
-        let doc = repo_root().join("modules/docs").join(format!("{name}.yml"));
-        std::fs::copy(&doc, dir.path().join(format!("{name}.yml")))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", doc.display()));
+        // The binary prints its own sidecar doc, options generated from its spec.
+        let out = Command::new(bin)
+            .arg("--ansible-doc")
+            .output()
+            .unwrap_or_else(|e| panic!("{bin} --ansible-doc: {e}"));
+        assert_success(&format!("{name} --ansible-doc"), &out);
+        std::fs::write(dir.path().join(format!("{name}.yml")), &out.stdout)
+            .unwrap_or_else(|e| panic!("write the doc of {name}: {e}"));
     }
     dir
 }

@@ -48,6 +48,9 @@ class Action:
     done: bool = False
     result: str | None = None
     history: list[str] = field(default_factory=list)
+    # Wall-clock times (benchmarks: how long a node held its instance).
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
 
 
 _ACTIONS: dict[str, Action] = {}
@@ -57,7 +60,8 @@ def actions() -> list[dict[str, Any]]:
     with _LOCK:
         return [{"token": a.token, "group": a.group.name, "instance_id": a.state.instance.id,
                  "hook": a.hook.name, "transition": a.transition, "done": a.done, "result": a.result,
-                 "history": list(a.history)} for a in _ACTIONS.values()]
+                 "history": list(a.history), "started": a.started, "ended": a.ended}
+                for a in _ACTIONS.values()]
 
 
 def _hook_for(group: Any, transition: str) -> Any | None:
@@ -109,6 +113,7 @@ def _finish(action: Action, result: str, why: str) -> None:
     """Moves the instance on; caller holds _LOCK."""
     action.done = True
     action.result = result
+    action.ended = time.time()
     action.history.append(f"{why}:{result}")
     group, state = action.group, action.state
     if action.transition == LAUNCHING and result == "CONTINUE":

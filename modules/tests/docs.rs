@@ -1,0 +1,290 @@
+//! Every module's documentation against its spec, and every module's
+//! EXAMPLES run as written against the emulator.
+
+use std::process::Command;
+
+use craftlb_modules::MODULES;
+use craftlb_modules::doc::NO_LOG_NOTE;
+use craftlb_modules::protocol::{Spec, Type};
+use craftlb_testbed as support;
+use serde_json::{Value, json};
+use support::{Emulator, assert_success, workspace_bin};
+
+fn type_name(t: Type) -> &'static str {
+    match t {
+        Type::Str => "str",
+        Type::Bool => "bool",
+        Type::Int => "int",
+        Type::Float => "float",
+        Type::List => "list",
+        Type::Dict => "dict",
+        Type::Path => "path",
+        Type::Json => "json",
+        Type::Raw => "raw",
+    }
+}
+
+/// What ansible-doc read from the installed doc must say exactly what the
+/// spec says; `path` names where a difference was found.
+fn compare(spec: &Spec, options: &Value, path: &str, diffs: &mut Vec<String>) {
+    let documented: Vec<&String> = options
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    for name in &documented {
+        if !spec.all_params().any(|p| p.name == name.as_str()) {
+            diffs.push(format!("{path}{name}: documented, not in the spec"));
+        }
+    }
+    for p in spec.all_params() {
+        let at = format!("{path}{}", p.name);
+        let Some(o) = options.get(p.name) else {
+            diffs.push(format!("{at}: in the spec, not documented"));
+            continue;
+        };
+        let mut check = |what: &str, doc: Value, want: Value| {
+            if doc != want {
+                diffs.push(format!("{at}.{what}: doc {doc}, spec {want}"));
+            }
+        };
+        check("type", o["type"].clone(), json!(type_name(p.ty)));
+        check(
+            "required",
+            json!(o["required"].as_bool().unwrap_or(false)),
+            json!(p.required),
+        );
+        check(
+            "default",
+            o["default"].clone(),
+            p.default.map_or(Value::Null, |d| d.to_value()),
+        );
+        let choices: Vec<Value> = p
+            .choices
+            .iter()
+            .map(|c| match (p.ty, c.parse::<i64>()) {
+                (Type::Int, Ok(n)) => json!(n),
+                _ => json!(c),
+            })
+            .collect();
+        check(
+            "choices",
+            o.get("choices").cloned().unwrap_or(json!([])),
+            json!(choices),
+        );
+        check(
+            "aliases",
+            o.get("aliases").cloned().unwrap_or(json!([])),
+            json!(p.aliases),
+        );
+        check(
+            "elements",
+            o.get("elements").cloned().unwrap_or(Value::Null),
+            p.elements.map_or(Value::Null, |e| json!(type_name(e))),
+        );
+        let text: Vec<String> = match &o["description"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect(),
+            _ => vec![],
+        };
+        if text.is_empty() {
+            diffs.push(format!("{at}: no description"));
+        }
+        if text.iter().any(|l| l == NO_LOG_NOTE) != p.no_log {
+            diffs.push(format!(
+                "{at}: no_log is {} but the doc says otherwise",
+                p.no_log
+            ));
+        }
+        match (p.options, o.get("suboptions")) {
+            (Some(sub), Some(doc)) => compare(sub, doc, &format!("{at}."), diffs),
+            (None, None) => {}
+            (Some(_), None) => diffs.push(format!("{at}: sub-options not documented")),
+            (None, Some(_)) => {
+                diffs.push(format!("{at}: documented sub-options, none in the spec"))
+            }
+        }
+    }
+}
+
+fn ansible_doc_json(name: &str, lib: &std::path::Path) -> Value {
+    let out = support::ansible_command("ansible-doc", lib)
+        .args(["--json", "-M"])
+        .arg(lib)
+        .arg(name)
+        .output()
+        .unwrap_or_else(|e| panic!("ansible-doc: {e}"));
+    assert_success(&format!("ansible-doc --json {name}"), &out);
+    let json: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ansible-doc json: {e}"));
+    json[name].clone()
+}
+
+#[test]
+fn every_sidecar_doc_says_what_its_spec_says() {
+    let bins: Vec<(&str, String)> = MODULES
+        .iter()
+        .map(|m| (m.name, workspace_bin(m.name).to_string_lossy().into_owned()))
+        .collect();
+    let refs: Vec<(&str, &str)> = bins.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let lib = support::library(&refs);
+    let mut diffs = Vec::new();
+    for m in MODULES {
+        let doc = ansible_doc_json(m.name, lib.path());
+        assert!(
+            doc["doc"]["options"].is_object(),
+            "{}: no options in {doc}",
+            m.name
+        );
+        compare(
+            m.spec,
+            &doc["doc"]["options"],
+            &format!("{}: ", m.name),
+            &mut diffs,
+        );
+        for key in ["examples", "return"] {
+            assert!(!doc[key].is_null(), "{}: no {key}", m.name);
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "docs and specs disagree:\n{}",
+        diffs.join("\n")
+    );
+}
+
+/// Runs a module's EXAMPLES, as written, in a play whose module_defaults
+/// point the AWS modules at the emulator.
+fn run_examples(
+    name: &str,
+    lib: &std::path::Path,
+    emu: &Emulator,
+    around: Option<(&str, &str)>,
+) -> std::process::Output {
+    let doc = ansible_doc_json(name, lib);
+    let examples = doc["examples"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: no EXAMPLES"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("examples.yml"), examples).unwrap_or_else(|e| panic!("{e}"));
+    let play = format!(
+        "- name: EXAMPLES of {name}\n  hosts: localhost\n  gather_facts: false\n  module_defaults:\n    {name}:\n      endpoint_url: \"{}\"\n  tasks:\n    - name: The examples, as written\n      ansible.builtin.include_tasks: {}\n",
+        emu.url,
+        dir.path().join("examples.yml").display()
+    );
+    let playbook = dir.path().join("play.yml");
+    std::fs::write(&playbook, play).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = support::ansible_command("ansible-playbook", lib);
+    if let Some((setup, teardown)) = around {
+        // In a private mount namespace: what the setup mounts is this run's only.
+        let inner = format!(
+            "{setup}\nset +e\n{} {}\nrc=$?\n{teardown}\nexit $rc\n",
+            repo_venv("ansible-playbook"),
+            playbook.display()
+        );
+        let mut wrapped = Command::new("unshare");
+        wrapped
+            .args(["--mount", "--propagation", "private", "sh", "-ec", &inner])
+            .current_dir(support::repo_root());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        cmd = wrapped;
+    } else {
+        cmd.arg(&playbook);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("ansible-playbook: {e}"))
+}
+
+fn repo_venv(tool: &str) -> String {
+    support::repo_root()
+        .join(".venv/bin")
+        .join(tool)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn route53_healthcheck_examples_run_as_written() {
+    let emu = Emulator::start();
+    let bin = workspace_bin("route53_healthcheck");
+    let lib = support::library(&[("route53_healthcheck", &bin.to_string_lossy())]);
+    let out = run_examples("route53_healthcheck", lib.path(), &emu, None);
+    assert_success("route53_healthcheck EXAMPLES", &out);
+    let checks = support::control(&emu, "/_craftlb/route53/healthchecks");
+    // The named check was removed by the last example; the HTTPS one stays.
+    assert_eq!(checks.as_array().map(Vec::len), Some(1), "{checks}");
+}
+
+/// update_peers runs on a node: /etc/haproxy and /run/haproxy are private
+/// tmpfs mounts of this test (a mount namespace: the host's stay untouched),
+/// haproxy runs there with a config that uses the peers, IMDS is the
+/// emulator's for an instance of a group, and `systemctl` (no systemd here)
+/// is a stand-in that reloads that haproxy the way the unit's ExecReload does.
+#[test]
+fn update_peers_examples_run_as_written_on_a_node() {
+    let emu = Emulator::start();
+    support::scenario(
+        &emu,
+        &[
+            "world",
+            "--no-hooks",
+            "--subnet-cidr",
+            "127.77.6.0/24",
+            "--group",
+            "doc-asg",
+        ],
+    );
+    support::scenario(&emu, &["scale", "--group", "doc-asg", "--desired", "2"]);
+    let got = support::scenario(&emu, &["wait", "--group", "doc-asg", "--in-service", "2"]);
+    let id = got["instances"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ip = got["instances"][0]["private_ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bin = workspace_bin("update_peers");
+    let lib = support::library(&[("update_peers", &bin.to_string_lossy())]);
+    let shim = lib.path().join("shim");
+    std::fs::create_dir_all(&shim).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        shim.join("systemctl"),
+        "#!/bin/sh\n# test stand-in for `systemctl reload craftlb-haproxy.service`\n\
+         [ \"$1\" = reload ] || exit 1\n\
+         haproxy -c -q -L \"$(cat /run/haproxy/local_peer)\" -f /etc/haproxy/haproxy.cfg -f /etc/haproxy/peers.cfg\n\
+         kill -USR2 \"$(head -n 1 /run/haproxy/haproxy.pid)\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(shim.join("systemctl"), mode).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all("/run/haproxy").unwrap_or_else(|e| panic!("{e}"));
+    let setup = format!(
+        "mount -t tmpfs craftlb-etc /etc/haproxy\nmount -t tmpfs craftlb-run /run/haproxy\n\
+         printf '%s' '{id}' > /run/haproxy/local_peer\n\
+         printf 'peers lb_replication\\n    peer {id} {ip}:7777\\n' > /etc/haproxy/peers.cfg\n\
+         printf 'global\\n    zero-warning\\ndefaults\\n    mode tcp\\n    timeout connect 5s\\n    timeout client 30s\\n    timeout server 30s\\n\
+backend sticky\\n    stick-table type ip size 1k peers lb_replication\\n\
+frontend fe\\n    bind {ip}:18090\\n    tcp-request content track-sc0 src table sticky\\n    default_backend none\\nbackend none\\n' > /etc/haproxy/haproxy.cfg\n\
+         haproxy -W -D -p /run/haproxy/haproxy.pid -S /run/haproxy/master.sock -L {id} -f /etc/haproxy/haproxy.cfg -f /etc/haproxy/peers.cfg\n\
+         export PATH={}:$PATH AWS_EC2_METADATA_SERVICE_ENDPOINT={}/_craftlb/imds/{id}\n",
+        shim.display(),
+        emu.url
+    );
+    let teardown = "kill \"$(head -n 1 /run/haproxy/haproxy.pid)\" 2>/dev/null || true";
+    let out = run_examples("update_peers", lib.path(), &emu, Some((&setup, teardown)));
+    assert_success("update_peers EXAMPLES on a node", &out);
+    let log = String::from_utf8_lossy(&out.stdout);
+    // The group's peers, then the fixed ones: two writes; the watch changed nothing.
+    assert!(
+        log.contains("changed=2") && log.contains("failed=0"),
+        "{log}"
+    );
+}
