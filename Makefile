@@ -9,8 +9,8 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 help:
 	@echo "make demo        create, list and remove health checks on the embedded AWS emulator"
 	@echo "make test        setup, build, lint, unit and integration tests"
-	@echo "make molecule    the loadbalancer role's molecule scenario (real haproxy on loopback)"
-	@echo "make build       static module binaries + sidecar docs into library/"
+	@echo "make molecule    the roles' molecule scenarios (real haproxy on loopback; the emulator)"
+	@echo "make build       the module binary (bin/) + library/<module> links and generated docs"
 	@echo "make bench       module benchmarks (figures, not assertions)"
 	@echo "make bench-lambda  lifecycle Lambda: calls per event, latency, init, RSS, burst"
 	@echo "make bench-lb    load balancer node: req/s vs direct, reloads under load, update_peers time"
@@ -40,9 +40,11 @@ test: setup build lint
 	scripts/cargo.sh test
 	$(MAKE) --no-print-directory molecule
 
-# Role scenarios on this machine (haproxy on 127.0.77.x / 127.0.78.x).
+# Role scenarios on this machine: loadbalancer (haproxy on 127.0.77.x /
+# 127.0.78.x), update-route53-from-lambda (against the embedded emulator).
 molecule: build
 	cd roles/loadbalancer && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
+	cd roles/update-route53-from-lambda && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
 
 demo: build
 	@scripts/demo.sh
@@ -71,5 +73,5 @@ lock:
 	    echo '# Regenerate: make lock'; cat; } > requirements.lock
 
 clean:
-	rm -rf library .stamps
+	rm -rf library bin .stamps
 	cargo clean

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Builds every module binary and lays out library/: binary + sidecar doc.
+# Builds the workspace and lays out library/: one multi-call binary
+# (bin/craftlb-modules, every module in it) and, per module, library/<module>
+# linking to it plus the module's generated sidecar doc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/cargo.sh build --workspace --bins
 target=$(cat .stamps/target)
 out="${CARGO_TARGET_DIR:-target}/$target/release"
-mkdir -p library
-for src in modules/src/bin/*.rs; do
-  m=$(basename "$src" .rs)
-  install -m 0755 "$out/$m" "library/$m.new" && mv -f "library/$m.new" "library/$m"
-  # The sidecar doc with its options generated from the module's spec.
-  "library/$m" --ansible-doc > "library/$m.yml.new" && mv -f "library/$m.yml.new" "library/$m.yml"
+mkdir -p bin library
+install -m 0755 "$out/craftlb-modules" bin/craftlb-modules.new && mv -f bin/craftlb-modules.new bin/craftlb-modules
+modules=$(sed -n 's/^ *pub const NAME: &str = "\([a-z0-9_]*\)";/\1/p' modules/src/*.rs | sort)
+# Links from an earlier build whose module is gone go too.
+for f in library/*; do
+  [[ -L $f ]] && ! grep -qx "$(basename "$f")" <<<"$modules" && rm -f "$f" "$f.yml"
 done
-# The Lambda: bootstrap zipped deterministically (fixed mtime, no extra
-# attributes), so an unchanged binary gives an unchanged CodeSha256.
-mkdir -p dist/lambda
+for m in $modules; do
+  ln -sfn ../bin/craftlb-modules "library/$m"
+  # The sidecar doc with its options generated from the module's spec.
+  bin/craftlb-modules --ansible-doc "$m" > "library/$m.yml.new" && mv -f "library/$m.yml.new" "library/$m.yml"
+done
+# The Lambda: the bootstrap executable (the lambda module zips it itself,
+# deterministically) and a zip of it for other tools, made deterministic
+# too (fixed mtime, no extra attributes): same binary, same CodeSha256.
+mkdir -p dist/lambda/x86_64
+install -m 0755 "$out/bootstrap" dist/lambda/x86_64/bootstrap.new && mv -f dist/lambda/x86_64/bootstrap.new dist/lambda/x86_64/bootstrap
 stage=$(mktemp -d)
 install -m 0755 "$out/bootstrap" "$stage/bootstrap"
 touch -d '1980-01-01T00:00:00Z' "$stage/bootstrap"
@@ -23,4 +32,4 @@ rm -f dist/lambda/bootstrap.zip.new
 mv -f dist/lambda/bootstrap.zip.new dist/lambda/bootstrap.zip
 rm -rf "$stage"
 echo "build: dist/lambda/bootstrap.zip ($(stat -c %s dist/lambda/bootstrap.zip) bytes, bootstrap $(stat -c %s "$out/bootstrap") bytes)"
-echo "build: library/ has $(ls library | grep -vc '\.yml$') module(s) for $target"
+echo "build: bin/craftlb-modules ($(stat -c %s bin/craftlb-modules) bytes) holds $(wc -w <<<"$modules") module(s) for $target: $(echo $modules)"

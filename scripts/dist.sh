@@ -18,7 +18,8 @@ export AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
 cargo build --release --locked --target "$target" -p craftlb-lambda --bin bootstrap
 bin="${CARGO_TARGET_DIR:-target}/$target/release/bootstrap"
-mkdir -p dist/lambda
+mkdir -p dist/lambda/arm64
+install -m 0755 "$bin" dist/lambda/arm64/bootstrap
 stage=$(mktemp -d)
 install -m 0755 "$bin" "$stage/bootstrap"
 touch -d '1980-01-01T00:00:00Z' "$stage/bootstrap"

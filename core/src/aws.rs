@@ -124,6 +124,25 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
     }
 }
 
+/// The caller's partition (`aws`, `aws-cn`, `aws-us-gov`) and account id,
+/// from STS GetCallerIdentity: what ARNs of resources not made yet need.
+pub async fn caller_account(config: &SdkConfig) -> Result<(String, String)> {
+    let who = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(crate::error::sdk_error(
+            "STS",
+            "GetCallerIdentity",
+            "find the account id",
+        ))?;
+    let partition = who.arn().and_then(|a| a.split(':').nth(1)).unwrap_or("aws");
+    Ok((
+        partition.to_owned(),
+        who.account().unwrap_or_default().to_owned(),
+    ))
+}
+
 /// Loads the shared SDK configuration. `fallback_region` is used when
 /// nothing else names one (Route 53 and IAM are global and live in
 /// us-east-1).

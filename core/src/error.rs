@@ -182,9 +182,9 @@ fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, status: Option<u16>)
     }
     match code {
         Some(c) if is_throttling_code(c) => ErrorKind::Throttled,
-        Some(c) if c.starts_with("NoSuch") || c.ends_with("NotFound") || c == "NotFound" => {
-            ErrorKind::NotFound
-        }
+        // NoSuchEntity (IAM), NotFound (SNS), ResourceNotFoundException
+        // (Lambda), InvalidInstanceID.NotFound (EC2), …
+        Some(c) if c.starts_with("NoSuch") || c.contains("NotFound") => ErrorKind::NotFound,
         Some(c)
             if c.ends_with("AlreadyExists")
                 || c.ends_with("InUse")
@@ -296,6 +296,8 @@ mod tests {
         let kind =
             |code, status| Error::from_sdk("S", "Op", "x", service_error(code, status)).kind();
         assert_eq!(kind("NoSuchHealthCheck", 404), ErrorKind::NotFound);
+        assert_eq!(kind("ResourceNotFoundException", 404), ErrorKind::NotFound);
+        assert_eq!(kind("NoSuchEntity", 404), ErrorKind::NotFound);
         assert_eq!(kind("HealthCheckAlreadyExists", 409), ErrorKind::Conflict);
         assert_eq!(kind("InternalError", 500), ErrorKind::Transient);
         assert_eq!(kind("InvalidInput", 400), ErrorKind::Rejected);

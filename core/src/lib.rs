@@ -10,6 +10,7 @@ craftlb-core: what the Ansible modules and the Lambda share.
 - [`lifecycle`]: lifecycle hooks → Route 53 decisions (pure).
 - [`peers`]: a node's stick-table peers from its Auto Scaling group.
 - [`tags`]: tag plans, the same for every resource.
+- [`policy`]: IAM-style policy documents compared by meaning.
 */
 
 pub mod autoscaling;
@@ -19,6 +20,7 @@ pub mod healthcheck;
 pub mod lifecycle;
 pub mod paginate;
 pub mod peers;
+pub mod policy;
 pub mod tags;
 
 pub use error::{Error, ErrorKind, Result};

@@ -50,6 +50,32 @@ pub static AWS: Spec = Spec {
     ..Spec::EMPTY
 };
 
+/// `tags` and `purge_tags`, as every module with tags takes them.
+pub const TAGS: Param = Param::dict("tags")
+    .aliases(&["resource_tags"])
+    .doc(&["Tags (a dict). Not given, the resource's tags are left as they are."]);
+pub const PURGE_TAGS: Param = Param::bool("purge_tags")
+    .default(Default::Bool(true))
+    .doc(&[
+        "Remove tags not given in I(tags) (keys starting with C(aws:) are never removed). Ignored when \
+         I(tags) is not given.",
+    ]);
+
+/// Tag values as AWS takes them: strings (Ansible may pass numbers, bools).
+pub fn tag_map(
+    tags: &serde_json::Map<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, String> {
+    tags.iter()
+        .map(|(k, v)| {
+            let v = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// The typed connection parameters (`#[serde(flatten)]` into a module's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Connection {

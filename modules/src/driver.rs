@@ -54,7 +54,9 @@ pub trait Resource {
     type Current;
     type Changes: Changes;
 
-    /// The key the resource is returned under (`health_check`, `function`…).
+    /// The key the resource is returned under (`health_check`, `iam_role`…);
+    /// empty: its keys are returned at the top level, as some amazon.aws
+    /// modules do (`lambda`: `configuration`, `code`).
     const KEY: &'static str;
 
     /// Whether the task wants the resource to exist.
@@ -94,6 +96,29 @@ pub trait Resource {
         changes: &Self::Changes,
     ) -> Value;
 
+    /// The partition and account a resource still to be created would live
+    /// in, for the ARN its check-mode preview shows (later tasks of a
+    /// `--check` run build on it). Called only in check mode when the plan
+    /// creates, so a run with nothing to create makes no extra call.
+    async fn account(_api: &Self::Api) -> Result<Option<(String, String)>, Failure> {
+        Ok(None)
+    }
+
+    /// The preview of a resource still to be created, given `account`.
+    fn preview_create(
+        task: &Self::Task,
+        changes: &Self::Changes,
+        _account: Option<&(String, String)>,
+    ) -> Value {
+        Self::preview(task, None, changes)
+    }
+
+    /// What the task cannot do and the user should hear about (returned
+    /// as Ansible warnings).
+    fn warnings(_task: &Self::Task, _current: Option<&Self::Current>) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The returned value, given what was done; the default is the
     /// description as is (`{}` after a delete).
     fn result(described: Value, _action: Option<Action>) -> Value {
@@ -113,6 +138,11 @@ pub async fn drive<R: Resource>(
 ) -> Result<Response, Failure> {
     let current = R::read(api, task).await?;
     let before = current.as_ref().map_or_else(empty, R::describe);
+    let warnings = if R::present(task) {
+        R::warnings(task, current.as_ref())
+    } else {
+        Vec::new()
+    };
     let (changed, action, after) = if !R::present(task) {
         match &current {
             None => (false, None, empty()),
@@ -130,6 +160,9 @@ pub async fn drive<R: Resource>(
         };
         let after = match (action, check_mode) {
             (None, _) => before.clone(),
+            (Some(Action::Create), true) => {
+                R::preview_create(task, &changes, R::account(api).await?.as_ref())
+            }
             (Some(_), true) => R::preview(task, current.as_ref(), &changes),
             (Some(_), false) => {
                 R::describe(&R::apply(api, task, current.as_ref(), &changes).await?)
@@ -143,12 +176,17 @@ pub async fn drive<R: Resource>(
     } else {
         after.clone()
     };
-    data.insert(R::KEY.into(), R::result(described, action));
+    match (R::KEY, R::result(described, action)) {
+        ("", Value::Object(top)) => data.extend(top),
+        (key, value) => {
+            data.insert(key.into(), value);
+        }
+    }
     Ok(Response {
         changed,
         data,
         diff: Some((before, after)),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -165,6 +203,7 @@ mod tests {
     struct Api {
         value: RefCell<Option<i64>>,
         writes: RefCell<Vec<String>>,
+        account_reads: RefCell<usize>,
     }
 
     struct Task {
@@ -214,6 +253,13 @@ mod tests {
         fn preview(_: &Task, _: Option<&i64>, ch: &Vec<i64>) -> Value {
             json!({"value": ch[0]})
         }
+        async fn account(api: &Api) -> Result<Option<(String, String)>, Failure> {
+            *api.account_reads.borrow_mut() += 1;
+            Ok(Some(("aws".into(), "123456789012".into())))
+        }
+        fn preview_create(_: &Task, ch: &Vec<i64>, account: Option<&(String, String)>) -> Value {
+            json!({"value": ch[0], "account": account.map(|a| a.1.clone())})
+        }
         fn result(described: Value, action: Option<Action>) -> Value {
             let mut v = described;
             if let (Some(a), Some(o)) = (action, v.as_object_mut()) {
@@ -237,9 +283,16 @@ mod tests {
         let api = Api::default();
         let r = run(&api, true, Some(3), true);
         assert!(r.changed);
-        assert_eq!(r.data["counter"], json!({"value": 3, "action": "create"}));
-        assert_eq!(r.diff, Some((json!({}), json!({"value": 3}))));
+        assert_eq!(
+            r.data["counter"],
+            json!({"value": 3, "account": "123456789012", "action": "create"})
+        );
+        assert_eq!(
+            r.diff,
+            Some((json!({}), json!({"value": 3, "account": "123456789012"})))
+        );
         assert!(api.writes.borrow().is_empty(), "check mode wrote");
+        assert_eq!(*api.account_reads.borrow(), 1);
 
         let r = run(&api, true, Some(3), false);
         assert!(r.changed);
@@ -268,5 +321,7 @@ mod tests {
         assert!(!r.changed);
         assert_eq!(r.data["counter"], json!({}));
         assert_eq!(api.writes.borrow().as_slice(), ["set 3", "set 5", "delete"]);
+        // The account is read for a check-mode create only.
+        assert_eq!(*api.account_reads.borrow(), 1);
     }
 }

@@ -7,13 +7,24 @@ each other module file holds one module's spec, its validation and its run
 function. The binaries in `src/bin/` are one call each.
 */
 
+pub mod asg_lifecycle_hook;
 pub mod aws;
 pub mod doc;
 pub mod driver;
 pub mod haproxy;
+pub mod iam_role;
+pub mod lambda_function;
 pub mod protocol;
 pub mod route53_healthcheck;
+pub mod sns_topic;
 pub mod update_peers;
 
 /// Every module this crate builds.
-pub static MODULES: &[&protocol::Module] = &[&route53_healthcheck::MODULE, &update_peers::MODULE];
+pub static MODULES: &[&protocol::Module] = &[
+    &asg_lifecycle_hook::MODULE,
+    &iam_role::MODULE,
+    &lambda_function::MODULE,
+    &route53_healthcheck::MODULE,
+    &sns_topic::MODULE,
+    &update_peers::MODULE,
+];

@@ -760,7 +760,7 @@ pub struct Response {
 
 /// A module failure: `msg` plus any structured detail (for AWS errors, the
 /// operation, error code and request id).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Failure {
     pub msg: String,
     pub data: Map<String, Value>,
@@ -949,41 +949,95 @@ impl Module {
     }
 }
 
-/// The switch that makes a module binary print its documentation instead
-/// of running (what `make build` writes beside it as `<module>.yml`).
+/// `craftlb-modules --ansible-doc <module>`: the module's documentation
+/// (what `make build` writes beside it as `<module>.yml`).
 pub const DOC_SWITCH: &str = "--ansible-doc";
 
-/// Entry point for a module binary: reads argv[1], runs, prints one JSON
-/// object, and maps failure to exit code 1.
-pub fn run_module(m: &Module) -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == DOC_SWITCH) {
-        return match m.documentation() {
-            Ok(doc) => {
-                print!("{doc}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", m.name);
+/// The module a run is for. One binary holds every module (busybox-style):
+/// Ansible names the copy it runs `AnsiballZ_<file name>`, and the systemd
+/// timer runs the installed file by its module name; `_ansible_module_name`
+/// in the arguments (short name or FQCN) decides when the file name does
+/// not.
+pub fn module_for<'a>(
+    modules: &[&'a Module],
+    argv0: &str,
+    args: Option<&Map<String, Value>>,
+) -> Option<&'a Module> {
+    let file = std::path::Path::new(argv0)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = file.strip_prefix("AnsiballZ_").unwrap_or(&file);
+    let by_arg = args
+        .and_then(|a| a.get("_ansible_module_name"))
+        .and_then(Value::as_str)
+        .map(|n| n.rsplit('.').next().unwrap_or(n));
+    [Some(file), by_arg]
+        .into_iter()
+        .flatten()
+        .find_map(|name| modules.iter().copied().find(|m| m.name == name))
+}
+
+/// The multi-call binary's entry point: picks the module, runs it, prints
+/// one JSON object, and maps failure to exit code 1.
+pub fn main(modules: &[&Module]) -> ExitCode {
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let argv0 = argv.first().cloned().unwrap_or_default();
+    let names = || {
+        modules
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if argv.get(1).map(String::as_str) == Some(DOC_SWITCH) {
+        let wanted = argv.get(2).cloned().unwrap_or_default();
+        return match modules.iter().find(|m| m.name == wanted) {
+            Some(m) => match m.documentation() {
+                Ok(doc) => {
+                    print!("{doc}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{wanted}: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            None => {
+                eprintln!("usage: {argv0} {DOC_SWITCH} <module> (one of: {})", names());
                 ExitCode::FAILURE
             }
         };
     }
-    let (module, spec, run) = (m.name, m.spec, m.run);
-    let outcome = match std::env::args_os().nth(1) {
+    let outcome = match argv.get(1) {
         None => failure_outcome(
             Failure::msg(format!(
-                "usage: {module} <args-file> (Ansible passes the path of a JSON arguments file)"
+                "usage: <module> <args-file> (Ansible passes the path of a JSON arguments file); \
+                 this binary holds: {}",
+                names()
             )),
             &[],
             None,
         ),
-        Some(path) => match std::fs::read_to_string(&path) {
-            Ok(raw) => execute(module, spec, &raw, run),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(raw) => {
+                let parsed: Option<Map<String, Value>> = serde_json::from_str(&raw).ok();
+                match module_for(modules, &argv0, parsed.as_ref()) {
+                    Some(m) => execute(m.name, m.spec, &raw, m.run),
+                    None => failure_outcome(
+                        Failure::msg(format!(
+                            "no module named by '{argv0}' or _ansible_module_name; this binary holds: {}",
+                            names()
+                        )),
+                        &[],
+                        None,
+                    ),
+                }
+            }
             Err(e) => failure_outcome(
-                Failure::msg(format!(
-                    "cannot read module arguments file '{}': {e}",
-                    path.to_string_lossy()
-                )),
+                Failure::msg(format!("cannot read module arguments file '{path}': {e}")),
                 &[],
                 None,
             ),
@@ -1339,6 +1393,45 @@ mod tests {
             json!(format!("could not use {NO_LOG_MASK}"))
         );
         assert_eq!(out.json["detail"], json!(format!("{NO_LOG_MASK} here")));
+    }
+
+    #[test]
+    fn the_module_comes_from_the_file_name_or_the_arguments() {
+        fn run(_ctx: Ctx) -> RunFuture {
+            Box::pin(async { Ok(Response::default()) })
+        }
+        static A: Module = Module {
+            name: "alpha",
+            spec: &Spec::EMPTY,
+            doc: "",
+            run,
+        };
+        static B: Module = Module {
+            name: "beta",
+            spec: &Spec::EMPTY,
+            doc: "",
+            run,
+        };
+        let all = [&A, &B];
+        let name =
+            |argv0: &str, args: Value| module_for(&all, argv0, args.as_object()).map(|m| m.name);
+        assert_eq!(name("/opt/craftlb/bin/beta", json!({})), Some("beta"));
+        assert_eq!(name("/tmp/x/AnsiballZ_alpha", json!({})), Some("alpha"));
+        assert_eq!(
+            name(
+                "/tmp/x/AnsiballZ_craftlb-modules",
+                json!({"_ansible_module_name": "craftlb.aws.beta"})
+            ),
+            Some("beta")
+        );
+        assert_eq!(
+            name("craftlb-modules", json!({"_ansible_module_name": "beta"})),
+            Some("beta")
+        );
+        assert_eq!(
+            name("craftlb-modules", json!({"_ansible_module_name": "gamma"})),
+            None
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use craftlb_modules::doc::NO_LOG_NOTE;
 use craftlb_modules::protocol::{Spec, Type};
 use craftlb_testbed as support;
 use serde_json::{Value, json};
-use support::{Emulator, assert_success, workspace_bin};
+use support::{Emulator, assert_success};
 
 fn type_name(t: Type) -> &'static str {
     match t {
@@ -126,7 +126,12 @@ fn ansible_doc_json(name: &str, lib: &std::path::Path) -> Value {
 fn every_sidecar_doc_says_what_its_spec_says() {
     let bins: Vec<(&str, String)> = MODULES
         .iter()
-        .map(|m| (m.name, workspace_bin(m.name).to_string_lossy().into_owned()))
+        .map(|m| {
+            (
+                m.name,
+                support::module_bin(m.name).to_string_lossy().into_owned(),
+            )
+        })
         .collect();
     let refs: Vec<(&str, &str)> = bins.iter().map(|(n, b)| (*n, b.as_str())).collect();
     let lib = support::library(&refs);
@@ -162,6 +167,7 @@ fn run_examples(
     lib: &std::path::Path,
     emu: &Emulator,
     around: Option<(&str, &str)>,
+    vars: &[(&str, &str)],
 ) -> std::process::Output {
     let doc = ansible_doc_json(name, lib);
     let examples = doc["examples"]
@@ -177,10 +183,14 @@ fn run_examples(
     let playbook = dir.path().join("play.yml");
     std::fs::write(&playbook, play).unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = support::ansible_command("ansible-playbook", lib);
+    for (k, v) in vars {
+        cmd.arg("-e").arg(format!("{k}={v}"));
+    }
     if let Some((setup, teardown)) = around {
         // In a private mount namespace: what the setup mounts is this run's only.
+        let extra: String = vars.iter().map(|(k, v)| format!(" -e {k}={v}")).collect();
         let inner = format!(
-            "{setup}\nset +e\n{} {}\nrc=$?\n{teardown}\nexit $rc\n",
+            "{setup}\nset +e\n{} {}{extra}\nrc=$?\n{teardown}\nexit $rc\n",
             repo_venv("ansible-playbook"),
             playbook.display()
         );
@@ -210,16 +220,43 @@ fn repo_venv(tool: &str) -> String {
         .into_owned()
 }
 
+/// The EXAMPLES of every AWS resource module, as written, each against a
+/// fresh emulator holding what the examples refer to (a group, a role).
 #[test]
-fn route53_healthcheck_examples_run_as_written() {
-    let emu = Emulator::start();
-    let bin = workspace_bin("route53_healthcheck");
-    let lib = support::library(&[("route53_healthcheck", &bin.to_string_lossy())]);
-    let out = run_examples("route53_healthcheck", lib.path(), &emu, None);
-    assert_success("route53_healthcheck EXAMPLES", &out);
-    let checks = support::control(&emu, "/_craftlb/route53/healthchecks");
-    // The named check was removed by the last example; the HTTPS one stays.
-    assert_eq!(checks.as_array().map(Vec::len), Some(1), "{checks}");
+fn aws_module_examples_run_as_written() {
+    let bootstrap = support::workspace_bin("bootstrap");
+    for name in [
+        "asg_lifecycle_hook",
+        "iam_role",
+        "lambda",
+        "route53_healthcheck",
+        "sns_topic",
+    ] {
+        let emu = Emulator::start();
+        match name {
+            "asg_lifecycle_hook" => {
+                support::scenario(&emu, &["world", "--no-hooks"]);
+            }
+            "lambda" => {
+                support::scenario(&emu, &["iam-role", "--name", "mylb-route53-lambda"]);
+            }
+            _ => {}
+        }
+        let lib = support::all_modules(&[name]);
+        let out = run_examples(
+            name,
+            lib.path(),
+            &emu,
+            None,
+            &[("craftlb_bootstrap", &bootstrap.to_string_lossy())],
+        );
+        assert_success(&format!("{name} EXAMPLES"), &out);
+        if name == "route53_healthcheck" {
+            let checks = support::control(&emu, "/_craftlb/route53/healthchecks");
+            // The named check was removed by the last example; the HTTPS one stays.
+            assert_eq!(checks.as_array().map(Vec::len), Some(1), "{checks}");
+        }
+    }
 }
 
 /// update_peers runs on a node: /etc/haproxy and /run/haproxy are private
@@ -251,8 +288,7 @@ fn update_peers_examples_run_as_written_on_a_node() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let bin = workspace_bin("update_peers");
-    let lib = support::library(&[("update_peers", &bin.to_string_lossy())]);
+    let lib = support::all_modules(&["update_peers"]);
     let shim = lib.path().join("shim");
     std::fs::create_dir_all(&shim).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(
@@ -279,7 +315,13 @@ frontend fe\\n    bind {ip}:18090\\n    tcp-request content track-sc0 src table 
         emu.url
     );
     let teardown = "kill \"$(head -n 1 /run/haproxy/haproxy.pid)\" 2>/dev/null || true";
-    let out = run_examples("update_peers", lib.path(), &emu, Some((&setup, teardown)));
+    let out = run_examples(
+        "update_peers",
+        lib.path(),
+        &emu,
+        Some((&setup, teardown)),
+        &[],
+    );
     assert_success("update_peers EXAMPLES on a node", &out);
     let log = String::from_utf8_lossy(&out.stdout);
     // The group's peers, then the fixed ones: two writes; the watch changed nothing.

@@ -8,16 +8,20 @@ use serde_json::Value;
 use support::{Emulator, ansible_doc, assert_success, run_playbook};
 
 fn library() -> tempfile::TempDir {
-    support::library(&[("route53_healthcheck", R53)])
+    support::library(&[("route53_healthcheck", &r53())])
 }
 
-const R53: &str = env!("CARGO_BIN_EXE_route53_healthcheck");
+fn r53() -> String {
+    support::module_bin("route53_healthcheck")
+        .to_string_lossy()
+        .into_owned()
+}
 
 fn run_bare(args: &str) -> (i32, Value, String) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("args");
     std::fs::write(&path, args).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(R53)
+    let out = Command::new(r53())
         .arg(&path)
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .output()
@@ -47,7 +51,9 @@ fn bare_binary_prints_one_json_object_on_every_failure() {
         "type is TCP but all of the following are missing: port"
     );
 
-    let out = Command::new(R53).output().unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(r53())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -57,7 +63,7 @@ fn bare_binary_prints_one_json_object_on_every_failure() {
             .starts_with("usage:")
     );
 
-    let out = Command::new(R53)
+    let out = Command::new(r53())
         .arg("/nonexistent/args")
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -384,7 +390,7 @@ fn https_endpoints_are_verified_against_the_platform_trust_store() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let run = |trust: Option<&std::path::Path>| -> Value {
-        let mut cmd = Command::new(R53);
+        let mut cmd = Command::new(r53());
         cmd.arg(&args)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -413,5 +419,62 @@ fn https_endpoints_are_verified_against_the_platform_trust_store() {
             .as_str()
             .is_some_and(|id| !id.is_empty()),
         "{ok}"
+    );
+}
+
+fn module_library() -> tempfile::TempDir {
+    let names: Vec<&str> = craftlb_modules::MODULES.iter().map(|m| m.name).collect();
+    support::all_modules(&names)
+}
+
+fn target(name: &str, emulator: &Emulator, vars: &[(&str, &str)]) {
+    let lib = module_library();
+    let out = support::run_playbook_with(
+        &format!("tests/integration/targets/{name}/main.yml"),
+        emulator,
+        lib.path(),
+        vars,
+    );
+    assert_success(&format!("{name} integration playbook"), &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("failed=0"), "{stdout}");
+}
+
+#[test]
+fn asg_lifecycle_hook_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    support::scenario(&emulator, &["world", "--no-hooks"]);
+    target("asg_lifecycle_hook", &emulator, &[]);
+}
+
+#[test]
+fn iam_role_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    target("iam_role", &emulator, &[]);
+}
+
+#[test]
+fn sns_topic_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    target("sns_topic", &emulator, &[]);
+}
+
+#[test]
+fn lambda_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    let bootstrap = support::workspace_bin("bootstrap");
+    // A second, different executable: its zip has another CodeSha256.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let other = dir.path().join("bootstrap2");
+    let mut bytes = std::fs::read(&bootstrap).unwrap_or_else(|e| panic!("{e}"));
+    bytes.extend_from_slice(b"craftlb");
+    std::fs::write(&other, bytes).unwrap_or_else(|e| panic!("{e}"));
+    target(
+        "lambda",
+        &emulator,
+        &[
+            ("bootstrap", &bootstrap.to_string_lossy()),
+            ("bootstrap2", &other.to_string_lossy()),
+        ],
     );
 }

@@ -11,7 +11,11 @@ use craftlb_testbed as support;
 use serde_json::{Value, json};
 use support::{Emulator, Haproxy, assert_success, haproxy_runtime, http_backends, scenario};
 
-const UPDATE_PEERS: &str = env!("CARGO_BIN_EXE_update_peers");
+fn update_peers() -> String {
+    support::module_bin("update_peers")
+        .to_string_lossy()
+        .into_owned()
+}
 
 struct Node {
     dir: tempfile::TempDir,
@@ -44,7 +48,7 @@ impl Node {
             "loadbalancer_run_dir": self.path("run"),
             "loadbalancer_craftlb_dir": self.path("opt"),
             "loadbalancer_chroot": self.path("chroot"),
-            "loadbalancer_update_peers_binary": UPDATE_PEERS,
+            "loadbalancer_update_peers_binary": &update_peers(),
             "loadbalancer_http_bind": format!("{}:8080", self.ip),
             "loadbalancer_https_bind": format!("{}:8443", self.ip),
             "loadbalancer_stats_bind": format!("{}:9999", self.ip),
@@ -61,7 +65,7 @@ impl Node {
         path
     }
     fn deploy(&self, vars: &Path, imds: Option<&str>) -> (Output, Haproxy) {
-        let library = support::library(&[("update_peers", UPDATE_PEERS)]);
+        let library = support::library(&[("update_peers", &update_peers())]);
         let mut cmd = support::ansible_command("ansible-playbook", library.path());
         cmd.arg("playbooks/deploy.yml")
             .arg("-e")
@@ -78,7 +82,7 @@ impl Node {
     fn update_peers(&self, args: Value, imds: Option<&str>) -> (bool, Value) {
         let path = self.path("update_peers.json");
         std::fs::write(&path, args.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = Command::new(UPDATE_PEERS);
+        let mut cmd = Command::new(update_peers());
         cmd.arg(&path)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -101,7 +105,7 @@ impl Node {
     fn spawn_update_peers(&self, name: &str, args: Value, imds: &str) -> std::process::Child {
         let path = self.path(&format!("{name}.json"));
         std::fs::write(&path, args.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        Command::new(UPDATE_PEERS)
+        Command::new(update_peers())
             .arg(&path)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -444,7 +448,7 @@ fn secrets_stay_out_of_files_and_diffs_and_backends_see_the_real_client() {
         json!({"loadbalancer_local_peer": "n1", "loadbalancer_stats_password": password,
                "loadbalancer_static_peers": [{"name": "n1", "address": "127.79.3.1"}]}),
     );
-    let library = support::library(&[("update_peers", UPDATE_PEERS)]);
+    let library = support::library(&[("update_peers", &update_peers())]);
     let deploy = |diff: bool| {
         let mut cmd = support::ansible_command("ansible-playbook", library.path());
         cmd.arg("playbooks/deploy.yml")
@@ -912,7 +916,7 @@ fn update_peers_check_mode_and_diff_write_nothing_and_docs_render() {
         "{res}"
     );
 
-    let lib = support::library(&[("update_peers", UPDATE_PEERS)]);
+    let lib = support::library(&[("update_peers", &update_peers())]);
     let out = support::ansible_doc("update_peers", lib.path());
     assert_success("ansible-doc update_peers", &out);
     let text = String::from_utf8_lossy(&out.stdout);

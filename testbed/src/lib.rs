@@ -79,11 +79,11 @@ pub fn library(modules: &[(&str, &str)]) -> tempfile::TempDir {
     for &(name, bin) in modules {
         std::os::unix::fs::symlink(bin, dir.path().join(name))
             .unwrap_or_else(|e| panic!("symlink {name}: {e}"));
-        // The binary prints its own sidecar doc, options generated from its spec.
+        // The binary prints the module's sidecar doc, options generated from its spec.
         let out = Command::new(bin)
-            .arg("--ansible-doc")
+            .args(["--ansible-doc", name])
             .output()
-            .unwrap_or_else(|e| panic!("{bin} --ansible-doc: {e}"));
+            .unwrap_or_else(|e| panic!("{bin} --ansible-doc {name}: {e}"));
         assert_success(&format!("{name} --ansible-doc"), &out);
         std::fs::write(dir.path().join(format!("{name}.yml")), &out.stdout)
             .unwrap_or_else(|e| panic!("write the doc of {name}: {e}"));
@@ -109,12 +109,40 @@ pub fn ansible_command(tool: &str, library: &Path) -> Command {
 }
 
 pub fn run_playbook(playbook: &str, emulator: &Emulator, library: &Path) -> Output {
-    ansible_command("ansible-playbook", library)
-        .arg(playbook)
+    run_playbook_with(playbook, emulator, library, &[])
+}
+
+/// [`run_playbook`] with more extra variables (`name=value`).
+pub fn run_playbook_with(
+    playbook: &str,
+    emulator: &Emulator,
+    library: &Path,
+    vars: &[(&str, &str)],
+) -> Output {
+    let mut cmd = ansible_command("ansible-playbook", library);
+    cmd.arg(playbook)
         .arg("-e")
-        .arg(format!("emulator_url={}", emulator.url))
-        .output()
+        .arg(format!("emulator_url={}", emulator.url));
+    for (k, v) in vars {
+        cmd.arg("-e").arg(format!("{k}={v}"));
+    }
+    cmd.output()
         .unwrap_or_else(|e| panic!("cannot run ansible-playbook: {e}"))
+}
+
+/// A library directory with every module of this build.
+pub fn all_modules(names: &[&str]) -> tempfile::TempDir {
+    let bins: Vec<(String, String)> = names
+        .iter()
+        .map(|n| {
+            (
+                (*n).to_owned(),
+                module_bin(n).to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = bins.iter().map(|(n, b)| (n.as_str(), b.as_str())).collect();
+    library(&refs)
 }
 
 pub fn ansible_doc(module: &str, library: &Path) -> Output {
@@ -301,4 +329,25 @@ pub fn action_histories(emulator: &Emulator) -> (Vec<serde_json::Value>, serde_j
         .map(|a| a.iter().map(|x| x["history"].clone()).collect())
         .unwrap_or_default();
     (histories, actions)
+}
+
+/// A module, as `library/<module>` holds it: a link named after the module
+/// to the one multi-call binary this test build made.
+pub fn module_bin(name: &str) -> PathBuf {
+    let multi = workspace_bin("craftlb-modules");
+    let dir = multi
+        .parent()
+        .map(|d| d.join("craftlb-module-links"))
+        .unwrap_or_else(|| panic!("no directory above {}", multi.display()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let link = dir.join(name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(multi.as_path()) {
+        // Tests run in parallel: make the link beside, then rename over.
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&multi, &tmp)
+            .unwrap_or_else(|e| panic!("symlink {}: {e}", tmp.display()));
+        std::fs::rename(&tmp, &link).unwrap_or_else(|e| panic!("rename {}: {e}", link.display()));
+    }
+    link
 }

@@ -64,6 +64,22 @@ def actions() -> list[dict[str, Any]]:
                 for a in _ACTIONS.values()]
 
 
+def hooks(group: str | None = None) -> list[dict[str, Any]]:
+    """Every lifecycle hook, for test assertions."""
+    out = []
+    for by_region in asg_models.autoscaling_backends.values():
+        for backend in by_region.values():
+            for h in backend.lifecycle_hooks.values():
+                if group and h.auto_scaling_group_name != group:
+                    continue
+                out.append({"group": h.auto_scaling_group_name, "name": h.name,
+                            "transition": h.lifecycle_transition, "heartbeat_timeout": h.heartbeat_timeout,
+                            "default_result": h.default_result, "role_arn": h.role_arn,
+                            "notification_target_arn": getattr(h, "craftlb_target", None),
+                            "metadata": getattr(h, "craftlb_metadata", None)})
+    return out
+
+
 def _hook_for(group: Any, transition: str) -> Any | None:
     backend = group.autoscaling_backend
     for hook in backend.lifecycle_hooks.values():
@@ -205,21 +221,25 @@ def terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> A
 
 def put_lifecycle_hook(self: Any) -> Any:
     # moto drops NotificationTargetARN, RoleARN and NotificationMetadata and
-    # describes placeholders; AWS keeps and returns them.
-    result = _orig_put_hook(self)
+    # describes placeholder ARNs for a hook that has none; AWS keeps what was
+    # given and describes nothing for what was not. (moto also replaces the
+    # whole hook on every put; craftlb's module always sends the complete
+    # hook, so AWS's update of the given fields gives the same result.)
     group = self._get_param("AutoScalingGroupName")
+    if group not in self.autoscaling_backend.autoscaling_groups:
+        raise ValidationError(f"No Auto Scaling group found with name {group}")
+    result = _orig_put_hook(self)
     name = self._get_param("LifecycleHookName")
     hook = self.autoscaling_backend.lifecycle_hooks.get(f"{group}_{name}")
     if hook is not None:
-        target = self._get_param("NotificationTargetARN")
-        role = self._get_param("RoleARN")
+        target = self._get_param("NotificationTargetARN") or None
         hook.craftlb_target = target
-        hook.craftlb_metadata = self._get_param("NotificationMetadata")
-        if target:
-            hook.notification_target_arn = target
-        if role:
-            hook.role_arn = role
+        hook.craftlb_metadata = self._get_param("NotificationMetadata") or None
+        hook.notification_target_arn = target
+        hook.role_arn = self._get_param("RoleARN") or None
         hook.notification_metadata = hook.craftlb_metadata
+        # AWS: the global timeout is 100 x the heartbeat timeout, at most 48 h.
+        hook.global_timeout = min(100 * int(hook.heartbeat_timeout), 172800)
     return result
 
 

@@ -11,6 +11,7 @@
   scenario.py --endpoint URL invoke --group G --payload JSON          (direct, waits)
   scenario.py --endpoint URL tamper        (drop one record, add a stale one)
   scenario.py --endpoint URL terminate --instance ID   (scale in that instance)
+  scenario.py --endpoint URL iam-role --name NAME      (a role Lambda may assume)
 
 Prints one JSON object. Dummy credentials only.
 """
@@ -37,6 +38,10 @@ def client(args: argparse.Namespace, service: str):  # noqa: ANN201
 
 def world(args: argparse.Namespace) -> dict:
     r53, sns, lam, iam, ec2, asg = (client(args, s) for s in ("route53", "sns", "lambda", "iam", "ec2", "autoscaling"))
+    # First: IAM takes a moment before Lambda may assume a new role.
+    role = iam.create_role(RoleName=f"{args.group}-lambda", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
     zone_id = None
     private_zone_id = None
 
@@ -56,9 +61,6 @@ def world(args: argparse.Namespace) -> dict:
     if args.zone and args.private_zone == "last":
         private_zone_id = private_zone()
     topic = sns.create_topic(Name=f"{args.group}-lifecycle")["TopicArn"]
-    role = iam.create_role(RoleName=f"{args.group}-lambda", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
     fn = None
     if args.bootstrap:
         buf = io.BytesIO()
@@ -67,9 +69,18 @@ def world(args: argparse.Namespace) -> dict:
             info.external_attr = 0o755 << 16
             with open(args.bootstrap, "rb") as f:
                 zf.writestr(info, f.read())
-        fn = lam.create_function(FunctionName=f"{args.group}-route53", Runtime="provided.al2023", Role=role,
-                                 Handler="bootstrap", Code={"ZipFile": buf.getvalue()}, Timeout=30,
-                                 Architectures=["x86_64"])["FunctionArn"]
+        # The role was made a moment ago: like AWS, the emulator refuses it for
+        # a couple of seconds (IAM propagation); retry as a careful client does.
+        for attempt in range(40):
+            try:
+                fn = lam.create_function(FunctionName=f"{args.group}-route53", Runtime="provided.al2023", Role=role,
+                                         Handler="bootstrap", Code={"ZipFile": buf.getvalue()}, Timeout=30,
+                                         Architectures=["x86_64"])["FunctionArn"]
+                break
+            except lam.exceptions.InvalidParameterValueException as e:
+                if "cannot be assumed" not in str(e) or attempt == 39:
+                    raise
+                time.sleep(0.25)
         sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=fn)
     image = ec2.describe_images()["Images"][0]["ImageId"]
     lt = ec2.create_launch_template(LaunchTemplateName=f"{args.group}-lt",
@@ -105,7 +116,7 @@ def world(args: argparse.Namespace) -> dict:
 
 
 def publish(args: argparse.Namespace) -> dict:
-    topic = f"arn:aws:sns:{REGION}:123456789012:{args.group}-lifecycle"
+    topic = args.topic_arn or f"arn:aws:sns:{REGION}:123456789012:{args.group}-lifecycle"
     return {"message_id": client(args, "sns").publish(TopicArn=topic, Message=args.message)["MessageId"]}
 
 
@@ -155,6 +166,14 @@ def eips(args: argparse.Namespace) -> dict:
         ec2.create_tags(Resources=[a["AllocationId"]], Tags=[{"Key": "craftlb:pool", "Value": args.pool}])
         out.append(a["PublicIp"])
     return {"eips": out}
+
+
+def iam_role(args: argparse.Namespace) -> dict:
+    """A role Lambda may assume (for examples that name one)."""
+    role = client(args, "iam").create_role(RoleName=args.name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))
+    return {"arn": role["Role"]["Arn"]}
 
 
 def scale(args: argparse.Namespace) -> dict:
@@ -239,6 +258,7 @@ def main() -> int:
     p = sub.add_parser("publish")
     p.add_argument("--group", default="mylb-asg")
     p.add_argument("--message", required=True)
+    p.add_argument("--topic-arn", help="another topic than the group's lifecycle topic")
     f = sub.add_parser("faults")
     f.add_argument("--rules", required=True)
     e = sub.add_parser("eips")
@@ -249,12 +269,14 @@ def main() -> int:
     iv.add_argument("--payload", required=True)
     tp = sub.add_parser("tamper")
     tp.add_argument("--group", default="mylb-asg")
+    ir = sub.add_parser("iam-role")
+    ir.add_argument("--name", required=True)
     tm = sub.add_parser("terminate")
     tm.add_argument("--instance", required=True)
     args = ap.parse_args()
     commands = {"world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
                 "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper,
-                "terminate": terminate}
+                "terminate": terminate, "iam-role": iam_role}
     result = commands[args.cmd](args)
     print(json.dumps(result))
     return 0

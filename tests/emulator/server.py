@@ -14,7 +14,11 @@ Additions over stock moto (each marked where it is implemented):
   notify their SNS target, and CompleteLifecycleAction / heartbeats /
   timeouts move them on (lifecycle.py),
 - SNS -> Lambda delivery running the function's own bootstrap through a
-  local Lambda Runtime API (lambda_runner.py).
+  local Lambda Runtime API (lambda_runner.py),
+- Lambda's asynchronous states (Pending after create, LastUpdateStatus
+  InProgress after an update, ResourceConflictException meanwhile), the
+  configuration fields moto drops, and policy principals as AWS writes them
+  (lambda_states.py).
 
 Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/health                  -> {"ok": true}
@@ -26,6 +30,9 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/route53/healthchecks    -> every health check with its tags
   GET    /_craftlb/lambda/invocations      -> every local Lambda run: status, logs, payload
   GET    /_craftlb/autoscaling/actions     -> lifecycle actions and how they ended
+  GET    /_craftlb/autoscaling/hooks[?group=G] -> every lifecycle hook (all accounts and regions)
+  POST   /_craftlb/sns/confirm[?endpoint=E] -> confirm pending SNS subscriptions (the endpoint's part)
+  PUT    /_craftlb/settings {"lambda_state_seconds": 1.5, "iam_propagation_seconds": 2} -> AWS's delays here
   PUT/GET /_craftlb/imds/<instance-id>/latest/...  -> IMDSv2 of that instance (imds.py)
   POST   /_craftlb/lambda/invoke/NAME      -> run function NAME (us-east-1) on the JSON body, wait, return the run
 """
@@ -43,11 +50,15 @@ import time
 import uuid
 from typing import Any
 
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+# AWS's managed policies exist in every account (arn:aws:iam::aws:policy/...);
+# moto loads them only when asked.
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
-from moto.core import responses as moto_responses
-from moto.moto_server.werkzeug_app import (
+from werkzeug.serving import make_server  # noqa: E402
+from werkzeug.wrappers import Request, Response  # noqa: E402
+
+from moto.core import responses as moto_responses  # noqa: E402
+from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
@@ -57,8 +68,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import imds  # noqa: E402  (per-instance IMDSv2)
 import lambda_runner  # noqa: E402  (runs SNS-delivered functions' bootstrap locally)
+import lambda_states  # noqa: E402  (Lambda's Pending/InProgress states, config fields, policy principals)
 import lifecycle  # noqa: E402  (lifecycle hooks that hold instances)
 import route53_fixes  # noqa: E402  (patches moto's Route 53 on import)
+import sns_fixes  # noqa: E402  (subscriptions pending confirmation)
 from faults import FaultInjector  # noqa: E402
 
 
@@ -160,6 +173,15 @@ class App:
             return reply(lambda_runner.invoke_sync("123456789012", "us-east-1", name, payload))
         if route == ("GET", "/_craftlb/autoscaling/actions"):
             return reply(lifecycle.actions())
+        if route == ("PUT", "/_craftlb/settings"):
+            try:
+                return reply(lambda_states.configure(json.loads(req.get_data(as_text=True) or "{}")))
+            except (ValueError, TypeError) as e:
+                return reply({"error": str(e)}, 400)
+        if route == ("POST", "/_craftlb/sns/confirm"):
+            return reply(sns_fixes.confirm(req.args.get("endpoint")))
+        if route == ("GET", "/_craftlb/autoscaling/hooks"):
+            return reply(lifecycle.hooks(req.args.get("group")))
         return reply({"error": f"no such control endpoint: {req.method} {req.path}"}, 404)
 
 

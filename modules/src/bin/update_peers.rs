@@ -1,5 +1,0 @@
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    craftlb_modules::protocol::run_module(&craftlb_modules::update_peers::MODULE)
-}
