@@ -327,22 +327,6 @@ pub struct HealthChecks {
     page_size: i32,
 }
 
-fn sdk_err<E>(
-    op: &'static str,
-    action: impl Into<String>,
-) -> impl FnOnce(
-    aws_sdk_route53::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> Error
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-{
-    crate::error::sdk_error(SERVICE, op, action)
-}
-
 impl HealthChecks {
     pub fn new(client: Client) -> HealthChecks {
         HealthChecks {
@@ -366,7 +350,11 @@ impl HealthChecks {
                 .max_items(self.page_size)
                 .send()
                 .await
-                .map_err(sdk_err("ListHealthChecks", "list health checks"))?;
+                .map_err(crate::error::sdk_error(
+                    SERVICE,
+                    "ListHealthChecks",
+                    "list health checks",
+                ))?;
             Ok(Page {
                 items: out.health_checks().iter().map(Current::from_sdk).collect(),
                 next: out
@@ -388,7 +376,11 @@ impl HealthChecks {
         {
             Ok(out) => Ok(out.health_check().map(Current::from_sdk)),
             Err(e) => {
-                let err = sdk_err("GetHealthCheck", format!("get health check '{id}'"))(e);
+                let err = crate::error::sdk_error(
+                    SERVICE,
+                    "GetHealthCheck",
+                    format!("get health check '{id}'"),
+                )(e);
                 if err.kind() == ErrorKind::NotFound {
                     Ok(None)
                 } else {
@@ -406,7 +398,8 @@ impl HealthChecks {
             .resource_id(id)
             .send()
             .await
-            .map_err(sdk_err(
+            .map_err(crate::error::sdk_error(
+                SERVICE,
                 "ListTagsForResource",
                 format!("read tags of health check '{id}'"),
             ))?;
@@ -429,7 +422,8 @@ impl HealthChecks {
                 .set_resource_ids(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(sdk_err(
+                .map_err(crate::error::sdk_error(
+                    SERVICE,
                     "ListTagsForResources",
                     "read tags of health checks",
                 ))?;
@@ -541,7 +535,11 @@ impl HealthChecks {
             .health_check_config(config.to_sdk()?)
             .send()
             .await
-            .map_err(sdk_err("CreateHealthCheck", action))?;
+            .map_err(crate::error::sdk_error(
+                SERVICE,
+                "CreateHealthCheck",
+                action,
+            ))?;
         out.health_check().map(Current::from_sdk).ok_or_else(|| {
             Error::new(
                 ErrorKind::Transient,
@@ -570,7 +568,8 @@ impl HealthChecks {
             .set_child_health_checks(changes.child_health_checks.clone())
             .send()
             .await
-            .map_err(sdk_err(
+            .map_err(crate::error::sdk_error(
+                SERVICE,
                 "UpdateHealthCheck",
                 format!("update health check '{}'", current.id),
             ))?;
@@ -594,7 +593,11 @@ impl HealthChecks {
         {
             Ok(_) => Ok(true),
             Err(e) => {
-                let err = sdk_err("DeleteHealthCheck", format!("delete health check '{id}'"))(e);
+                let err = crate::error::sdk_error(
+                    SERVICE,
+                    "DeleteHealthCheck",
+                    format!("delete health check '{id}'"),
+                )(e);
                 if err.kind() == ErrorKind::NotFound {
                     Ok(false)
                 } else {
@@ -625,7 +628,8 @@ impl HealthChecks {
                 .set_remove_tag_keys(r.map(<[String]>::to_vec))
                 .send()
                 .await
-                .map_err(sdk_err(
+                .map_err(crate::error::sdk_error(
+                    SERVICE,
                     "ChangeTagsForResource",
                     format!("tag health check '{id}'"),
                 ))?;

@@ -20,20 +20,6 @@ pub const NO_LOG_NOTE: &str = "Never logged or returned (C(no_log)).";
 /// The line in a sidecar doc that the generated options replace.
 pub const MARKER: &str = "  # options: generated from the module's spec";
 
-fn type_name(t: Type) -> &'static str {
-    match t {
-        Type::Str => "str",
-        Type::Bool => "bool",
-        Type::Int => "int",
-        Type::Float => "float",
-        Type::List => "list",
-        Type::Dict => "dict",
-        Type::Path => "path",
-        Type::Json => "json",
-        Type::Raw => "raw",
-    }
-}
-
 fn quote(s: &str) -> String {
     Value::from(s).to_string()
 }
@@ -63,7 +49,7 @@ pub fn options(spec: &Spec, indent: usize) -> String {
         if p.no_log {
             out.push_str(&format!("{pad}    - {}\n", quote(NO_LOG_NOTE)));
         }
-        out.push_str(&format!("{pad}  type: {}\n", type_name(p.ty)));
+        out.push_str(&format!("{pad}  type: {}\n", p.ty.name()));
         if p.required {
             out.push_str(&format!("{pad}  required: true\n"));
         }
@@ -79,7 +65,7 @@ pub fn options(spec: &Spec, indent: usize) -> String {
             out.push_str(&format!("{pad}  aliases: {list}\n"));
         }
         if let Some(e) = p.elements {
-            out.push_str(&format!("{pad}  elements: {}\n", type_name(e)));
+            out.push_str(&format!("{pad}  elements: {}\n", e.name()));
         }
         if let Some(sub) = p.options {
             out.push_str(&format!("{pad}  suboptions:\n"));

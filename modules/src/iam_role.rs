@@ -361,22 +361,6 @@ pub struct SdkApi {
     config: aws_types::SdkConfig,
 }
 
-fn iam_err<E>(
-    op: &'static str,
-    what: String,
-) -> impl FnOnce(
-    aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> Error
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-{
-    sdk_error("IAM", op, what)
-}
-
 /// NotFound is an answer, not an error.
 fn found<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
     match r {
@@ -402,7 +386,7 @@ impl Api for SdkApi {
                 .role_name(name)
                 .send()
                 .await
-                .map_err(iam_err("GetRole", format!("read role '{name}'"))),
+                .map_err(sdk_error("IAM", "GetRole", format!("read role '{name}'"))),
         )?;
         let Some(role) = out.and_then(|o| o.role) else {
             return Ok(None);
@@ -444,7 +428,8 @@ impl Api for SdkApi {
                 .set_marker(marker)
                 .send()
                 .await
-                .map_err(iam_err(
+                .map_err(sdk_error(
+                    "IAM",
                     "ListAttachedRolePolicies",
                     format!("list the managed policies of role '{name}'"),
                 ))?;
@@ -474,7 +459,8 @@ impl Api for SdkApi {
                 .set_marker(marker)
                 .send()
                 .await
-                .map_err(iam_err(
+                .map_err(sdk_error(
+                    "IAM",
                     "ListRolePolicies",
                     format!("list the inline policies of role '{name}'"),
                 ))?;
@@ -496,7 +482,8 @@ impl Api for SdkApi {
                 .policy_name(&p)
                 .send()
                 .await
-                .map_err(iam_err(
+                .map_err(sdk_error(
+                    "IAM",
                     "GetRolePolicy",
                     format!("read inline policy '{p}' of role '{name}'"),
                 ))?;
@@ -513,7 +500,8 @@ impl Api for SdkApi {
                 .instance_profile_name(name)
                 .send()
                 .await
-                .map_err(iam_err(
+                .map_err(sdk_error(
+                    "IAM",
                     "GetInstanceProfile",
                     format!("read instance profile '{name}'"),
                 )),
@@ -545,7 +533,11 @@ impl Api for SdkApi {
                     .set_tags((!tags.is_empty()).then_some(tags))
                     .send()
                     .await
-                    .map_err(iam_err("CreateRole", format!("create role '{name}'")))?;
+                    .map_err(sdk_error(
+                        "IAM",
+                        "CreateRole",
+                        format!("create role '{name}'"),
+                    ))?;
             }
             Step::Trust(doc) => {
                 self.iam
@@ -554,7 +546,8 @@ impl Api for SdkApi {
                     .policy_document(doc.to_string())
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "UpdateAssumeRolePolicy",
                         format!("update the trust policy of role '{name}'"),
                     ))?;
@@ -566,7 +559,11 @@ impl Api for SdkApi {
                     .description(d)
                     .send()
                     .await
-                    .map_err(iam_err("UpdateRole", format!("update role '{name}'")))?;
+                    .map_err(sdk_error(
+                        "IAM",
+                        "UpdateRole",
+                        format!("update role '{name}'"),
+                    ))?;
             }
             Step::MaxSession(m) => {
                 self.iam
@@ -575,7 +572,11 @@ impl Api for SdkApi {
                     .max_session_duration(*m)
                     .send()
                     .await
-                    .map_err(iam_err("UpdateRole", format!("update role '{name}'")))?;
+                    .map_err(sdk_error(
+                        "IAM",
+                        "UpdateRole",
+                        format!("update role '{name}'"),
+                    ))?;
             }
             Step::PutBoundary(b) => {
                 self.iam
@@ -584,7 +585,8 @@ impl Api for SdkApi {
                     .permissions_boundary(b)
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "PutRolePermissionsBoundary",
                         format!("set the permissions boundary of role '{name}'"),
                     ))?;
@@ -595,7 +597,8 @@ impl Api for SdkApi {
                     .role_name(name)
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "DeleteRolePermissionsBoundary",
                         format!("remove the permissions boundary of role '{name}'"),
                     ))?;
@@ -608,7 +611,8 @@ impl Api for SdkApi {
                     .policy_document(doc.to_string())
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "PutRolePolicy",
                         format!("put inline policy '{p}' of role '{name}'"),
                     ))?;
@@ -620,7 +624,8 @@ impl Api for SdkApi {
                     .policy_name(p)
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "DeleteRolePolicy",
                         format!("delete inline policy '{p}' of role '{name}'"),
                     ))?;
@@ -632,7 +637,8 @@ impl Api for SdkApi {
                     .policy_arn(arn)
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "AttachRolePolicy",
                         format!("attach '{arn}' to role '{name}'"),
                     ))?;
@@ -644,7 +650,8 @@ impl Api for SdkApi {
                     .policy_arn(arn)
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "DetachRolePolicy",
                         format!("detach '{arn}' from role '{name}'"),
                     ))?;
@@ -662,7 +669,7 @@ impl Api for SdkApi {
                         .set_tags(Some(tags))
                         .send()
                         .await
-                        .map_err(iam_err("TagRole", format!("tag role '{name}'")))?;
+                        .map_err(sdk_error("IAM", "TagRole", format!("tag role '{name}'")))?;
                 }
                 if !plan.unset.is_empty() {
                     self.iam
@@ -671,7 +678,11 @@ impl Api for SdkApi {
                         .set_tag_keys(Some(plan.unset.clone()))
                         .send()
                         .await
-                        .map_err(iam_err("UntagRole", format!("untag role '{name}'")))?;
+                        .map_err(sdk_error(
+                            "IAM",
+                            "UntagRole",
+                            format!("untag role '{name}'"),
+                        ))?;
                 }
             }
             Step::CreateInstanceProfile => {
@@ -681,7 +692,8 @@ impl Api for SdkApi {
                     .path(t.path.as_deref().unwrap_or("/"))
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "CreateInstanceProfile",
                         format!("create instance profile '{name}'"),
                     ))?;
@@ -693,7 +705,8 @@ impl Api for SdkApi {
                     .role_name(name)
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "AddRoleToInstanceProfile",
                         format!("add role '{name}' to instance profile '{name}'"),
                     ))?;
@@ -711,7 +724,8 @@ impl Api for SdkApi {
                 .policy_arn(&arn)
                 .send()
                 .await
-                .map_err(iam_err(
+                .map_err(sdk_error(
+                    "IAM",
                     "DetachRolePolicy",
                     format!("detach '{arn}' from role '{name}'"),
                 ))?;
@@ -723,7 +737,8 @@ impl Api for SdkApi {
                 .policy_name(p)
                 .send()
                 .await
-                .map_err(iam_err(
+                .map_err(sdk_error(
+                    "IAM",
                     "DeleteRolePolicy",
                     format!("delete inline policy '{p}' of role '{name}'"),
                 ))?;
@@ -734,7 +749,8 @@ impl Api for SdkApi {
             .role_name(name)
             .send()
             .await
-            .map_err(iam_err(
+            .map_err(sdk_error(
+                "IAM",
                 "ListInstanceProfilesForRole",
                 format!("list the instance profiles of role '{name}'"),
             ))?;
@@ -746,7 +762,8 @@ impl Api for SdkApi {
                 .role_name(name)
                 .send()
                 .await
-                .map_err(iam_err(
+                .map_err(sdk_error(
+                    "IAM",
                     "RemoveRoleFromInstanceProfile",
                     format!("take role '{name}' out of instance profile '{profile}'"),
                 ))?;
@@ -757,7 +774,8 @@ impl Api for SdkApi {
                     .instance_profile_name(profile)
                     .send()
                     .await
-                    .map_err(iam_err(
+                    .map_err(sdk_error(
+                        "IAM",
                         "DeleteInstanceProfile",
                         format!("delete instance profile '{profile}'"),
                     ))?;
@@ -768,7 +786,11 @@ impl Api for SdkApi {
             .role_name(name)
             .send()
             .await
-            .map_err(iam_err("DeleteRole", format!("delete role '{name}'")))?;
+            .map_err(sdk_error(
+                "IAM",
+                "DeleteRole",
+                format!("delete role '{name}'"),
+            ))?;
         Ok(())
     }
 }

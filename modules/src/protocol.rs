@@ -44,7 +44,8 @@ pub enum Type {
 }
 
 impl Type {
-    fn name(self) -> &'static str {
+    /// The name Ansible's argument specs and docs use.
+    pub fn name(self) -> &'static str {
         match self {
             Type::Str => "str",
             Type::Bool => "bool",

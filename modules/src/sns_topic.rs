@@ -429,22 +429,6 @@ pub struct SdkApi {
     region: String,
 }
 
-fn sns_err<E>(
-    op: &'static str,
-    what: String,
-) -> impl FnOnce(
-    aws_sdk_sns::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> Error
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-{
-    sdk_error("SNS", op, what)
-}
-
 impl Api for SdkApi {
     async fn arn_of(&self, name: &str) -> Result<String, Error> {
         let (partition, account) = craftlb_core::aws::caller_account(&self.config).await?;
@@ -461,8 +445,11 @@ impl Api for SdkApi {
             .topic_arn(arn)
             .send()
             .await
-            .map_err(sns_err("GetTopicAttributes", format!("read topic '{arn}'")))
-        {
+            .map_err(sdk_error(
+                "SNS",
+                "GetTopicAttributes",
+                format!("read topic '{arn}'"),
+            )) {
             Ok(out) => Ok(Some(
                 out.attributes()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -488,7 +475,8 @@ impl Api for SdkApi {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(sns_err(
+                .map_err(sdk_error(
+                    "SNS",
                     "ListSubscriptionsByTopic",
                     format!("list the subscriptions of '{arn}'"),
                 ))?;
@@ -515,7 +503,8 @@ impl Api for SdkApi {
                 .subscription_arn(&s.arn)
                 .send()
                 .await
-                .map_err(sns_err(
+                .map_err(sdk_error(
+                    "SNS",
                     "GetSubscriptionAttributes",
                     format!("read subscription '{}'", s.arn),
                 ))?;
@@ -534,7 +523,8 @@ impl Api for SdkApi {
             .resource_arn(arn)
             .send()
             .await
-            .map_err(sns_err(
+            .map_err(sdk_error(
+                "SNS",
                 "ListTagsForResource",
                 format!("read the tags of '{arn}'"),
             ))?;
@@ -565,7 +555,11 @@ impl Api for SdkApi {
             .set_tags((!tags.is_empty()).then_some(tags))
             .send()
             .await
-            .map_err(sns_err("CreateTopic", format!("create topic '{}'", t.name)))?;
+            .map_err(sdk_error(
+                "SNS",
+                "CreateTopic",
+                format!("create topic '{}'", t.name),
+            ))?;
         Ok(out.topic_arn().unwrap_or_default().to_owned())
     }
 
@@ -580,7 +574,11 @@ impl Api for SdkApi {
                     .attribute_value(v)
                     .send()
                     .await
-                    .map_err(sns_err("SetTopicAttributes", format!("set {k} of '{arn}'")))?;
+                    .map_err(sdk_error(
+                        "SNS",
+                        "SetTopicAttributes",
+                        format!("set {k} of '{arn}'"),
+                    ))?;
             }
             Step::Subscribe(s) => {
                 self.sns
@@ -595,7 +593,8 @@ impl Api for SdkApi {
                     .return_subscription_arn(true)
                     .send()
                     .await
-                    .map_err(sns_err(
+                    .map_err(sdk_error(
+                        "SNS",
                         "Subscribe",
                         format!("subscribe {} {} to '{arn}'", s.protocol, s.endpoint),
                     ))?;
@@ -608,7 +607,8 @@ impl Api for SdkApi {
                     .attribute_value(v)
                     .send()
                     .await
-                    .map_err(sns_err(
+                    .map_err(sdk_error(
+                        "SNS",
                         "SetSubscriptionAttributes",
                         format!("set {k} of subscription '{sub}'"),
                     ))?;
@@ -619,7 +619,8 @@ impl Api for SdkApi {
                     .subscription_arn(sub)
                     .send()
                     .await
-                    .map_err(sns_err(
+                    .map_err(sdk_error(
+                        "SNS",
                         "Unsubscribe",
                         format!("remove subscription '{sub}'"),
                     ))?;
@@ -637,7 +638,7 @@ impl Api for SdkApi {
                         .set_tags(Some(tags))
                         .send()
                         .await
-                        .map_err(sns_err("TagResource", format!("tag '{arn}'")))?;
+                        .map_err(sdk_error("SNS", "TagResource", format!("tag '{arn}'")))?;
                 }
                 if !plan.unset.is_empty() {
                     self.sns
@@ -646,7 +647,7 @@ impl Api for SdkApi {
                         .set_tag_keys(Some(plan.unset.clone()))
                         .send()
                         .await
-                        .map_err(sns_err("UntagResource", format!("untag '{arn}'")))?;
+                        .map_err(sdk_error("SNS", "UntagResource", format!("untag '{arn}'")))?;
                 }
             }
         }
@@ -660,7 +661,11 @@ impl Api for SdkApi {
             .topic_arn(arn)
             .send()
             .await
-            .map_err(sns_err("DeleteTopic", format!("delete topic '{arn}'")))?;
+            .map_err(sdk_error(
+                "SNS",
+                "DeleteTopic",
+                format!("delete topic '{arn}'"),
+            ))?;
         Ok(())
     }
 }

@@ -10,20 +10,6 @@ use craftlb_testbed as support;
 use serde_json::{Value, json};
 use support::{Emulator, assert_success};
 
-fn type_name(t: Type) -> &'static str {
-    match t {
-        Type::Str => "str",
-        Type::Bool => "bool",
-        Type::Int => "int",
-        Type::Float => "float",
-        Type::List => "list",
-        Type::Dict => "dict",
-        Type::Path => "path",
-        Type::Json => "json",
-        Type::Raw => "raw",
-    }
-}
-
 /// What ansible-doc read from the installed doc must say exactly what the
 /// spec says; `path` names where a difference was found.
 fn compare(spec: &Spec, options: &Value, path: &str, diffs: &mut Vec<String>) {
@@ -47,7 +33,7 @@ fn compare(spec: &Spec, options: &Value, path: &str, diffs: &mut Vec<String>) {
                 diffs.push(format!("{at}.{what}: doc {doc}, spec {want}"));
             }
         };
-        check("type", o["type"].clone(), json!(type_name(p.ty)));
+        check("type", o["type"].clone(), json!(p.ty.name()));
         check(
             "required",
             json!(o["required"].as_bool().unwrap_or(false)),
@@ -79,7 +65,7 @@ fn compare(spec: &Spec, options: &Value, path: &str, diffs: &mut Vec<String>) {
         check(
             "elements",
             o.get("elements").cloned().unwrap_or(Value::Null),
-            p.elements.map_or(Value::Null, |e| json!(type_name(e))),
+            p.elements.map_or(Value::Null, |e| json!(e.name())),
         );
         let text: Vec<String> = match &o["description"] {
             Value::String(s) => vec![s.clone()],
