@@ -18,6 +18,7 @@ use std::marker::PhantomData;
 use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 use craftlb_core::error::{Error, ErrorKind, sdk_error};
+use craftlb_core::paginate::{Page, collect_all};
 use craftlb_core::policy;
 use craftlb_core::tags::{TagPlan, plan_task_tags};
 use serde::Deserialize;
@@ -418,9 +419,8 @@ impl Api for SdkApi {
     }
 
     async fn managed(&self, name: &str) -> Result<BTreeSet<String>, Error> {
-        let mut out = BTreeSet::new();
-        let mut marker = None;
-        loop {
+        let what = format!("the managed policies of role '{name}'");
+        let arns = collect_all(&what, |marker| async {
             let page = self
                 .iam
                 .list_attached_role_policies()
@@ -431,27 +431,27 @@ impl Api for SdkApi {
                 .map_err(sdk_error(
                     "IAM",
                     "ListAttachedRolePolicies",
-                    format!("list the managed policies of role '{name}'"),
+                    format!("list {what}"),
                 ))?;
-            out.extend(
-                page.attached_policies()
+            Ok(Page {
+                items: page
+                    .attached_policies()
                     .iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_owned)),
-            );
-            marker = page
-                .marker()
-                .map(str::to_owned)
-                .filter(|_| page.is_truncated());
-            if marker.is_none() {
-                return Ok(out);
-            }
-        }
+                    .filter_map(|p| p.policy_arn().map(str::to_owned))
+                    .collect(),
+                next: page
+                    .marker()
+                    .map(str::to_owned)
+                    .filter(|_| page.is_truncated()),
+            })
+        })
+        .await?;
+        Ok(arns.into_iter().collect())
     }
 
     async fn inline(&self, name: &str) -> Result<BTreeMap<String, Value>, Error> {
-        let mut names = Vec::new();
-        let mut marker = None;
-        loop {
+        let what = format!("the inline policies of role '{name}'");
+        let names = collect_all(&what, |marker| async {
             let page = self
                 .iam
                 .list_role_policies()
@@ -459,20 +459,16 @@ impl Api for SdkApi {
                 .set_marker(marker)
                 .send()
                 .await
-                .map_err(sdk_error(
-                    "IAM",
-                    "ListRolePolicies",
-                    format!("list the inline policies of role '{name}'"),
-                ))?;
-            names.extend(page.policy_names().iter().cloned());
-            marker = page
-                .marker()
-                .map(str::to_owned)
-                .filter(|_| page.is_truncated());
-            if marker.is_none() {
-                break;
-            }
-        }
+                .map_err(sdk_error("IAM", "ListRolePolicies", format!("list {what}")))?;
+            Ok(Page {
+                items: page.policy_names().to_vec(),
+                next: page
+                    .marker()
+                    .map(str::to_owned)
+                    .filter(|_| page.is_truncated()),
+            })
+        })
+        .await?;
         let mut out = BTreeMap::new();
         for p in names {
             let doc = self

@@ -768,6 +768,30 @@ fn role_not_ready(e: &Error) -> bool {
         && e.to_string().contains("cannot be assumed by Lambda")
 }
 
+/// The settings create and update share, as the SDK takes them.
+fn sdk_environment(c: &Config) -> Option<Environment> {
+    c.environment.as_ref().map(|e| {
+        Environment::builder()
+            .set_variables(Some(e.clone().into_iter().collect()))
+            .build()
+    })
+}
+
+fn sdk_vpc(c: &Config) -> Option<VpcConfig> {
+    c.vpc.as_ref().map(|(s, g)| {
+        VpcConfig::builder()
+            .set_subnet_ids(Some(s.clone()))
+            .set_security_group_ids(Some(g.clone()))
+            .build()
+    })
+}
+
+fn sdk_tracing(c: &Config) -> Option<TracingConfig> {
+    c.tracing_mode
+        .as_deref()
+        .map(|m| TracingConfig::builder().mode(TracingMode::from(m)).build())
+}
+
 /// Retries `call` while Lambda says the role cannot be assumed yet.
 async fn with_role_retry<F, Fut>(mut call: F) -> Result<(), Error>
 where
@@ -882,23 +906,10 @@ impl Api for SdkApi {
                 .set_description(c.description.clone())
                 .set_timeout(c.timeout)
                 .set_memory_size(c.memory_size)
-                .set_environment(c.environment.as_ref().map(|e| {
-                    Environment::builder()
-                        .set_variables(Some(e.clone().into_iter().collect()))
-                        .build()
-                }))
+                .set_environment(sdk_environment(c))
                 .set_layers(c.layers.clone())
-                .set_vpc_config(c.vpc.as_ref().map(|(s, g)| {
-                    VpcConfig::builder()
-                        .set_subnet_ids(Some(s.clone()))
-                        .set_security_group_ids(Some(g.clone()))
-                        .build()
-                }))
-                .set_tracing_config(
-                    c.tracing_mode
-                        .as_deref()
-                        .map(|m| TracingConfig::builder().mode(TracingMode::from(m)).build()),
-                )
+                .set_vpc_config(sdk_vpc(c))
+                .set_tracing_config(sdk_tracing(c))
                 .set_dead_letter_config(
                     c.dead_letter_arn
                         .as_ref()
@@ -935,23 +946,10 @@ impl Api for SdkApi {
                 .set_description(c.description.clone())
                 .set_timeout(c.timeout)
                 .set_memory_size(c.memory_size)
-                .set_environment(c.environment.as_ref().map(|e| {
-                    Environment::builder()
-                        .set_variables(Some(e.clone().into_iter().collect()))
-                        .build()
-                }))
+                .set_environment(sdk_environment(c))
                 .set_layers(c.layers.clone())
-                .set_vpc_config(c.vpc.as_ref().map(|(s, g)| {
-                    VpcConfig::builder()
-                        .set_subnet_ids(Some(s.clone()))
-                        .set_security_group_ids(Some(g.clone()))
-                        .build()
-                }))
-                .set_tracing_config(
-                    c.tracing_mode
-                        .as_deref()
-                        .map(|m| TracingConfig::builder().mode(TracingMode::from(m)).build()),
-                )
+                .set_vpc_config(sdk_vpc(c))
+                .set_tracing_config(sdk_tracing(c))
                 // An empty target ARN is how Lambda removes the dead-letter queue.
                 .set_dead_letter_config(
                     c.dead_letter_arn

@@ -17,6 +17,7 @@ use std::marker::PhantomData;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::Tag;
 use craftlb_core::error::{Error, ErrorKind, sdk_error};
+use craftlb_core::paginate::{Page, collect_all};
 use craftlb_core::policy;
 use craftlb_core::tags::{TagPlan, plan_task_tags};
 use serde::Deserialize;
@@ -465,9 +466,8 @@ impl Api for SdkApi {
         arn: &str,
         with_attributes: &[(String, String)],
     ) -> Result<Vec<SubState>, Error> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
+        let what = format!("the subscriptions of '{arn}'");
+        let mut out = collect_all(&what, |token| async {
             let page = self
                 .sns
                 .list_subscriptions_by_topic()
@@ -478,21 +478,23 @@ impl Api for SdkApi {
                 .map_err(sdk_error(
                     "SNS",
                     "ListSubscriptionsByTopic",
-                    format!("list the subscriptions of '{arn}'"),
+                    format!("list {what}"),
                 ))?;
-            for s in page.subscriptions() {
-                out.push(SubState {
-                    arn: s.subscription_arn().unwrap_or_default().to_owned(),
-                    protocol: s.protocol().unwrap_or_default().to_owned(),
-                    endpoint: s.endpoint().unwrap_or_default().to_owned(),
-                    attributes: BTreeMap::new(),
-                });
-            }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+            Ok(Page {
+                items: page
+                    .subscriptions()
+                    .iter()
+                    .map(|s| SubState {
+                        arn: s.subscription_arn().unwrap_or_default().to_owned(),
+                        protocol: s.protocol().unwrap_or_default().to_owned(),
+                        endpoint: s.endpoint().unwrap_or_default().to_owned(),
+                        attributes: BTreeMap::new(),
+                    })
+                    .collect(),
+                next: page.next_token().map(str::to_owned),
+            })
+        })
+        .await?;
         for s in out.iter_mut().filter(|s| s.arn.starts_with("arn:")) {
             if !with_attributes.contains(&sub_key(&s.protocol, &s.endpoint)) {
                 continue;
