@@ -11,6 +11,8 @@ pub mod asg_lifecycle_hook;
 pub mod aws;
 pub mod doc;
 pub mod driver;
+pub mod ec2;
+pub mod ec2_security_group;
 pub mod haproxy;
 pub mod iam_role;
 pub mod lambda_function;
@@ -22,6 +24,7 @@ pub mod update_peers;
 /// Every module this crate builds.
 pub static MODULES: &[&protocol::Module] = &[
     &asg_lifecycle_hook::MODULE,
+    &ec2_security_group::MODULE,
     &iam_role::MODULE,
     &lambda_function::MODULE,
     &route53_healthcheck::MODULE,
