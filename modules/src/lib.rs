@@ -12,6 +12,7 @@ pub mod aws;
 pub mod doc;
 pub mod driver;
 pub mod ec2;
+pub mod ec2_launch_template;
 pub mod ec2_security_group;
 pub mod haproxy;
 pub mod iam_role;
@@ -24,6 +25,7 @@ pub mod update_peers;
 /// Every module this crate builds.
 pub static MODULES: &[&protocol::Module] = &[
     &asg_lifecycle_hook::MODULE,
+    &ec2_launch_template::MODULE,
     &ec2_security_group::MODULE,
     &iam_role::MODULE,
     &lambda_function::MODULE,

@@ -213,6 +213,7 @@ fn aws_module_examples_run_as_written() {
     let bootstrap = support::workspace_bin("bootstrap");
     for name in [
         "asg_lifecycle_hook",
+        "ec2_launch_template",
         "ec2_security_group",
         "iam_role",
         "lambda",

@@ -448,6 +448,12 @@ fn asg_lifecycle_hook_playbook_against_emulator() {
 }
 
 #[test]
+fn ec2_launch_template_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    target("ec2_launch_template", &emulator, &[]);
+}
+
+#[test]
 fn ec2_security_group_playbook_against_emulator() {
     let emulator = Emulator::start();
     target("ec2_security_group", &emulator, &[]);

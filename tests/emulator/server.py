@@ -8,6 +8,7 @@ Additions over stock moto (each marked where it is implemented):
 - a request log of every AWS call (service, operation, HTTP status, fault),
 - fault injection (throttling, 5xx, added latency) by rate, per service and
   operation, with a seeded RNG so failing runs can be replayed,
+- EC2 fixes: launch template tags as they are now (ec2_fixes.py),
 - Route 53 fixes: CallerReference idempotency, ListHealthChecks pagination,
   health-check versions, NoSuchHealthCheck on delete,
 - a lifecycle loop: hooks hold instances in Pending:Wait / Terminating:Wait,
@@ -66,6 +67,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import ec2_fixes  # noqa: E402, F401  (patches moto's EC2 on import)
 import imds  # noqa: E402  (per-instance IMDSv2)
 import lambda_runner  # noqa: E402  (runs SNS-delivered functions' bootstrap locally)
 import lambda_states  # noqa: E402  (Lambda's Pending/InProgress states, config fields, policy principals)
