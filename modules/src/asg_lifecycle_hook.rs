@@ -35,6 +35,38 @@ pub static MODULE: Module = Module {
 pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 
+/// A hook's settings, as this module and `autoscaling_group`'s
+/// `lifecycle_hooks` take them.
+pub const TRANSITION: Param = Param::str("transition")
+    .choices(&[LAUNCHING, TERMINATING])
+    .doc(&["The instance state the hook holds. Required with I(state=present)."]);
+pub const ROLE_ARN: Param = Param::str("role_arn").doc(&[
+    "The role that lets Auto Scaling publish to I(notification_target_arn).",
+    "Not given, it is left as it is; an empty string removes it.",
+]);
+pub const TARGET: Param = Param::str("notification_target_arn").doc(&[
+    "The SNS topic or SQS queue notified when an instance enters the hook's wait state.",
+    "Not given, it is left as it is; an empty string removes it.",
+]);
+pub const METADATA: Param = Param::new("notification_meta_data", Type::Raw)
+    .aliases(&["notification_metadata", "metadata"])
+    .doc(&[
+        "Sent with every notification (at most 1023 characters). A dict is sent as JSON; a string as it \
+         is.",
+        "Compared as JSON when both sides are JSON, so key order and spacing never make a change.",
+        "Not given, it is left as it is; an empty string removes it.",
+    ]);
+pub const HEARTBEAT: Param = Param::int("heartbeat_timeout").doc(&[
+    "Seconds an instance may wait before the default result applies (30-7200).",
+    "AWS uses 3600 when it is not given at creation; not given later, the hook keeps its value.",
+]);
+pub const DEFAULT_RESULT: Param = Param::str("default_result")
+    .choices(&["ABANDON", "CONTINUE"])
+    .doc(&[
+        "The result when the timeout passes or an error happens.",
+        "AWS uses C(ABANDON) when it is not given at creation; not given later, the hook keeps its value.",
+    ]);
+
 pub static SPEC: Spec = Spec {
     params: &[
         Param::str("state")
@@ -49,36 +81,12 @@ pub static SPEC: Spec = Spec {
             .required()
             .aliases(&["name"])
             .doc(&["The name of the hook."]),
-        Param::str("transition")
-            .choices(&[LAUNCHING, TERMINATING])
-            .doc(&["The instance state the hook holds. Required with I(state=present)."]),
-        Param::str("role_arn").doc(&[
-            "The role that lets Auto Scaling publish to I(notification_target_arn).",
-            "Not given, it is left as it is; an empty string removes it.",
-        ]),
-        Param::str("notification_target_arn").doc(&[
-            "The SNS topic or SQS queue notified when an instance enters the hook's wait state.",
-            "Not given, it is left as it is; an empty string removes it.",
-        ]),
-        Param::new("notification_meta_data", Type::Raw)
-            .aliases(&["notification_metadata", "metadata"])
-            .doc(&[
-                "Sent with every notification (at most 1023 characters). A dict is sent as JSON; a string as \
-                 it is.",
-                "Compared as JSON when both sides are JSON, so key order and spacing never make a change.",
-                "Not given, it is left as it is; an empty string removes it.",
-            ]),
-        Param::int("heartbeat_timeout").doc(&[
-            "Seconds an instance may wait before the default result applies (30-7200).",
-            "AWS uses 3600 when it is not given at creation; not given later, the hook keeps its value.",
-        ]),
-        Param::str("default_result")
-            .choices(&["ABANDON", "CONTINUE"])
-            .doc(&[
-                "The result when the timeout passes or an error happens.",
-                "AWS uses C(ABANDON) when it is not given at creation; not given later, the hook keeps its \
-                 value.",
-            ]),
+        TRANSITION,
+        ROLE_ARN,
+        TARGET,
+        METADATA,
+        HEARTBEAT,
+        DEFAULT_RESULT,
     ],
     includes: &[&AWS],
     required_if: &[RequiredIf {
@@ -95,12 +103,8 @@ struct Args {
     state: String,
     autoscaling_group_name: String,
     lifecycle_hook_name: String,
-    transition: Option<String>,
-    role_arn: Option<String>,
-    notification_target_arn: Option<String>,
-    notification_meta_data: Option<Value>,
-    heartbeat_timeout: Option<i64>,
-    default_result: Option<String>,
+    #[serde(flatten)]
+    hook: HookArgs,
     #[serde(flatten)]
     connection: Connection,
 }
@@ -128,49 +132,67 @@ pub struct Task {
 /// AWS's limit on NotificationMetadata.
 const METADATA_MAX: usize = 1023;
 
-pub fn task(p: &Params) -> Result<Task, Failure> {
-    let a: Args = p.typed()?;
-    let metadata = match a.notification_meta_data {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(v @ (Value::Object(_) | Value::Array(_))) => Some(v.to_string()),
-        Some(other) => {
+/// A hook's settings as given (the params of [`TRANSITION`] and the rest),
+/// validated: metadata as text within AWS's limit, the heartbeat in range.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HookArgs {
+    pub transition: Option<String>,
+    pub role_arn: Option<String>,
+    pub notification_target_arn: Option<String>,
+    pub notification_meta_data: Option<Value>,
+    pub heartbeat_timeout: Option<i64>,
+    pub default_result: Option<String>,
+}
+
+impl HookArgs {
+    pub fn hook(self) -> Result<Hook, Failure> {
+        let metadata = match self.notification_meta_data {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(v @ (Value::Object(_) | Value::Array(_))) => Some(v.to_string()),
+            Some(other) => {
+                return Err(Failure::msg(format!(
+                    "notification_meta_data must be a dict or a string, got {other}"
+                )));
+            }
+        };
+        if let Some(m) = metadata.as_ref().filter(|m| m.len() > METADATA_MAX) {
             return Err(Failure::msg(format!(
-                "notification_meta_data must be a dict or a string, got {other}"
+                "notification_meta_data is {} characters; AWS takes at most {METADATA_MAX}",
+                m.len()
             )));
         }
-    };
-    if let Some(m) = metadata.as_ref().filter(|m| m.len() > METADATA_MAX) {
-        return Err(Failure::msg(format!(
-            "notification_meta_data is {} characters; AWS takes at most {METADATA_MAX}",
-            m.len()
-        )));
-    }
-    let heartbeat = a
-        .heartbeat_timeout
-        .map(|h| {
-            i32::try_from(h)
-                .ok()
-                .filter(|h| (30..=7200).contains(h))
-                .ok_or_else(|| {
-                    Failure::msg(format!(
-                        "heartbeat_timeout must be 30-7200 seconds, got {h}"
-                    ))
-                })
+        let heartbeat = self
+            .heartbeat_timeout
+            .map(|h| {
+                i32::try_from(h)
+                    .ok()
+                    .filter(|h| (30..=7200).contains(h))
+                    .ok_or_else(|| {
+                        Failure::msg(format!(
+                            "heartbeat_timeout must be 30-7200 seconds, got {h}"
+                        ))
+                    })
+            })
+            .transpose()?;
+        Ok(Hook {
+            transition: self.transition,
+            role_arn: self.role_arn,
+            notification_target_arn: self.notification_target_arn,
+            metadata,
+            heartbeat_timeout: heartbeat,
+            default_result: self.default_result,
         })
-        .transpose()?;
+    }
+}
+
+pub fn task(p: &Params) -> Result<Task, Failure> {
+    let a: Args = p.typed()?;
     Ok(Task {
         present: a.state != "absent",
         group: a.autoscaling_group_name,
         name: a.lifecycle_hook_name,
-        desired: Hook {
-            transition: a.transition,
-            role_arn: a.role_arn,
-            notification_target_arn: a.notification_target_arn,
-            metadata,
-            heartbeat_timeout: heartbeat,
-            default_result: a.default_result,
-        },
+        desired: a.hook.hook()?,
     })
 }
 
@@ -263,7 +285,7 @@ pub trait Api {
     async fn delete(&self, group: &str, name: &str) -> Result<(), Error>;
 }
 
-fn hook_from(h: &LifecycleHook) -> Hook {
+pub fn hook_from(h: &LifecycleHook) -> Hook {
     Hook {
         transition: h.lifecycle_transition().map(str::to_owned),
         role_arn: h.role_arn().map(str::to_owned).filter(|s| !s.is_empty()),

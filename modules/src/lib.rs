@@ -8,6 +8,7 @@ function. The binaries in `src/bin/` are one call each.
 */
 
 pub mod asg_lifecycle_hook;
+pub mod autoscaling_group;
 pub mod aws;
 pub mod doc;
 pub mod driver;
@@ -25,6 +26,7 @@ pub mod update_peers;
 /// Every module this crate builds.
 pub static MODULES: &[&protocol::Module] = &[
     &asg_lifecycle_hook::MODULE,
+    &autoscaling_group::MODULE,
     &ec2_launch_template::MODULE,
     &ec2_security_group::MODULE,
     &iam_role::MODULE,

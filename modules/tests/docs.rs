@@ -162,8 +162,16 @@ fn run_examples(
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.path().join("examples.yml"), examples).unwrap_or_else(|e| panic!("{e}"));
     let play = format!(
-        "- name: EXAMPLES of {name}\n  hosts: localhost\n  gather_facts: false\n  module_defaults:\n    {name}:\n      endpoint_url: \"{}\"\n  tasks:\n    - name: The examples, as written\n      ansible.builtin.include_tasks: {}\n",
-        emu.url,
+        "- name: EXAMPLES of {name}\n  hosts: localhost\n  gather_facts: false\n  module_defaults:\n{0}  tasks:\n    - name: The examples, as written\n      ansible.builtin.include_tasks: {1}\n",
+        // Every module in the library points at the emulator.
+        std::fs::read_dir(lib)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|f| MODULES.iter().any(|m| m.name == f))
+            .map(|m| format!("    {m}:\n      endpoint_url: \"{}\"\n", emu.url))
+            .collect::<String>(),
         dir.path().join("examples.yml").display()
     );
     let playbook = dir.path().join("play.yml");
@@ -213,6 +221,7 @@ fn aws_module_examples_run_as_written() {
     let bootstrap = support::workspace_bin("bootstrap");
     for name in [
         "asg_lifecycle_hook",
+        "autoscaling_group",
         "ec2_launch_template",
         "ec2_security_group",
         "iam_role",
@@ -230,14 +239,32 @@ fn aws_module_examples_run_as_written() {
             }
             _ => {}
         }
-        let lib = support::all_modules(&[name]);
-        let out = run_examples(
-            name,
-            lib.path(),
-            &emu,
-            None,
-            &[("craftlb_bootstrap", &bootstrap.to_string_lossy())],
-        );
+        let mut vars = vec![(
+            "craftlb_bootstrap".to_owned(),
+            bootstrap.to_string_lossy().into_owned(),
+        )];
+        let mut lib_modules = vec![name];
+        // The group's examples make their launch template.
+        if name == "autoscaling_group" {
+            // The examples make their launch template; the group launches
+            // into the emulator's default subnets.
+            let net = support::scenario(&emu, &["network"]);
+            let subnets: Vec<&str> = net["subnets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            vars.push(("subnets".into(), subnets.join(",")));
+            vars.push((
+                "image_id".into(),
+                net["image_id"].as_str().unwrap_or_default().into(),
+            ));
+            lib_modules.push("ec2_launch_template");
+        }
+        let lib = support::all_modules(&lib_modules);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let out = run_examples(name, lib.path(), &emu, None, &vars);
         assert_success(&format!("{name} EXAMPLES"), &out);
         if name == "route53_healthcheck" {
             let checks = support::control(&emu, "/_craftlb/route53/healthchecks");

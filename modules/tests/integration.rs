@@ -448,6 +448,24 @@ fn asg_lifecycle_hook_playbook_against_emulator() {
 }
 
 #[test]
+fn autoscaling_group_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    let net = support::scenario(&emulator, &["network"]);
+    let subnet = |i: usize| net["subnets"][i].as_str().unwrap_or_default().to_owned();
+    let (a, b) = (subnet(0), subnet(1));
+    let image = net["image_id"].as_str().unwrap_or_default().to_owned();
+    target(
+        "autoscaling_group",
+        &emulator,
+        &[
+            ("it_subnet_a", &a),
+            ("it_subnet_b", &b),
+            ("it_image", &image),
+        ],
+    );
+}
+
+#[test]
 fn ec2_launch_template_playbook_against_emulator() {
     let emulator = Emulator::start();
     target("ec2_launch_template", &emulator, &[]);

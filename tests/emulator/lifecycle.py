@@ -162,12 +162,42 @@ _orig_replace = asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instan
 def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
     before = set(id(s) for s in self.instance_states)
     _orig_replace(self, count_needed, propagated_tags)
+    version = launch_version(self)
+    for state in self.instance_states:
+        if id(state) not in before:
+            state.craftlb_lt_version = version
     hook = _hook_for(self, LAUNCHING)
     if hook is None:
         return
     for state in self.instance_states:
         if id(state) not in before:
             _start(self, state, LAUNCHING, hook)
+
+
+def launch_version(group: Any) -> str | None:
+    """The launch template version a new instance of the group gets: the
+    group's number, or what $Default / $Latest resolve to now."""
+    lt = group.ec2_launch_template
+    if lt is None:
+        return None
+    version = group.launch_template_version or "$Default"
+    if version == "$Default":
+        return str(lt.default_version_number)
+    if version == "$Latest":
+        return str(lt.latest_version_number)
+    return str(version)
+
+
+def instance_launch_template(self: Any) -> dict[str, Any] | None:
+    # AWS: an instance reports the launch template version it was launched
+    # with; moto reports the template's current default for every instance,
+    # so an instance refresh could never tell old instances from new.
+    group = self.auto_scaling_group
+    if group is None or group.ec2_launch_template is None:
+        return None
+    version = getattr(self, "craftlb_lt_version", None) or launch_version(group)
+    return {"LaunchTemplateId": group.ec2_launch_template.id,
+            "LaunchTemplateName": group.ec2_launch_template.name, "Version": version}
 
 
 def active_instances(self: Any) -> list[Any]:
@@ -232,15 +262,20 @@ def put_lifecycle_hook(self: Any) -> Any:
     name = self._get_param("LifecycleHookName")
     hook = self.autoscaling_backend.lifecycle_hooks.get(f"{group}_{name}")
     if hook is not None:
-        target = self._get_param("NotificationTargetARN") or None
-        hook.craftlb_target = target
-        hook.craftlb_metadata = self._get_param("NotificationMetadata") or None
-        hook.notification_target_arn = target
-        hook.role_arn = self._get_param("RoleARN") or None
-        hook.notification_metadata = hook.craftlb_metadata
-        # AWS: the global timeout is 100 x the heartbeat timeout, at most 48 h.
-        hook.global_timeout = min(100 * int(hook.heartbeat_timeout), 172800)
+        configure(hook, self._get_param("NotificationTargetARN"), self._get_param("RoleARN"),
+                  self._get_param("NotificationMetadata"))
     return result
+
+
+def configure(hook: Any, target: str | None, role: str | None, metadata: str | None) -> None:
+    """What AWS keeps of a hook that moto drops or makes up."""
+    hook.craftlb_target = target or None
+    hook.craftlb_metadata = metadata or None
+    hook.notification_target_arn = target or None
+    hook.role_arn = role or None
+    hook.notification_metadata = hook.craftlb_metadata
+    # AWS: the global timeout is 100 x the heartbeat timeout, at most 48 h.
+    hook.global_timeout = min(100 * int(hook.heartbeat_timeout), 172800)
 
 
 _orig_put_hook = asg_responses.AutoScalingResponse.put_lifecycle_hook
@@ -283,6 +318,7 @@ def _timeouts() -> None:
 
 asg_models.FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
 asg_models.FakeAutoScalingGroup.active_instances = active_instances
+asg_models.InstanceState.launch_template = property(instance_launch_template)  # type: ignore[assignment]
 asg_models.FakeAutoScalingGroup.set_desired_capacity = set_desired_capacity
 asg_models.AutoScalingBackend.terminate_instance = terminate_instance
 asg_responses.AutoScalingResponse.put_lifecycle_hook = put_lifecycle_hook

@@ -168,6 +168,23 @@ def eips(args: argparse.Namespace) -> dict:
     return {"eips": out}
 
 
+def network(args: argparse.Namespace) -> dict:
+    """The default VPC, two of its subnets and an image, for tasks that launch."""
+    ec2 = client(args, "ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = sorted(s["SubnetId"] for s in ec2.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"])
+    return {"vpc_id": vpc, "subnets": subnets[:2], "image_id": ec2.describe_images()["Images"][0]["ImageId"]}
+
+
+def complete(args: argparse.Namespace) -> dict:
+    """Completes the lifecycle action of an instance (what the Lambda or a node does)."""
+    client(args, "autoscaling").complete_lifecycle_action(
+        AutoScalingGroupName=args.group, LifecycleHookName=args.hook, InstanceId=args.instance,
+        LifecycleActionResult=args.result)
+    return {"completed": args.instance}
+
+
 def iam_role(args: argparse.Namespace) -> dict:
     """A role Lambda may assume (for examples that name one)."""
     role = client(args, "iam").create_role(RoleName=args.name, AssumeRolePolicyDocument=json.dumps({
@@ -271,12 +288,19 @@ def main() -> int:
     tp.add_argument("--group", default="mylb-asg")
     ir = sub.add_parser("iam-role")
     ir.add_argument("--name", required=True)
+    sub.add_parser("network")
+    cp = sub.add_parser("complete")
+    cp.add_argument("--group", required=True)
+    cp.add_argument("--hook", required=True)
+    cp.add_argument("--instance", required=True)
+    cp.add_argument("--result", default="CONTINUE")
     tm = sub.add_parser("terminate")
     tm.add_argument("--instance", required=True)
     args = ap.parse_args()
     commands = {"world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
                 "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper,
-                "terminate": terminate, "iam-role": iam_role}
+                "terminate": terminate, "iam-role": iam_role, "network": network,
+                "complete": complete}
     result = commands[args.cmd](args)
     print(json.dumps(result))
     return 0

@@ -14,6 +14,8 @@ Additions over stock moto (each marked where it is implemented):
 - a lifecycle loop: hooks hold instances in Pending:Wait / Terminating:Wait,
   notify their SNS target, and CompleteLifecycleAction / heartbeats /
   timeouts move them on (lifecycle.py),
+- Auto Scaling: hooks given at group creation, ForceDelete, instance
+  refreshes that launch before they terminate (asg_fixes.py),
 - SNS -> Lambda delivery running the function's own bootstrap through a
   local Lambda Runtime API (lambda_runner.py),
 - Lambda's asynchronous states (Pending after create, LastUpdateStatus
@@ -32,6 +34,7 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/lambda/invocations      -> every local Lambda run: status, logs, payload
   GET    /_craftlb/autoscaling/actions     -> lifecycle actions and how they ended
   GET    /_craftlb/autoscaling/hooks[?group=G] -> every lifecycle hook (all accounts and regions)
+  GET    /_craftlb/autoscaling/refreshes   -> every instance refresh and how it ended
   POST   /_craftlb/sns/confirm[?endpoint=E] -> confirm pending SNS subscriptions (the endpoint's part)
   PUT    /_craftlb/settings {"lambda_state_seconds": 1.5, "iam_propagation_seconds": 2} -> AWS's delays here
   PUT/GET /_craftlb/imds/<instance-id>/latest/...  -> IMDSv2 of that instance (imds.py)
@@ -72,6 +75,7 @@ import imds  # noqa: E402  (per-instance IMDSv2)
 import lambda_runner  # noqa: E402  (runs SNS-delivered functions' bootstrap locally)
 import lambda_states  # noqa: E402  (Lambda's Pending/InProgress states, config fields, policy principals)
 import lifecycle  # noqa: E402  (lifecycle hooks that hold instances)
+import asg_fixes  # noqa: E402  (hooks at group creation, ForceDelete, instance refreshes; after lifecycle)
 import route53_fixes  # noqa: E402  (patches moto's Route 53 on import)
 import sns_fixes  # noqa: E402  (subscriptions pending confirmation)
 from faults import FaultInjector  # noqa: E402
@@ -184,6 +188,8 @@ class App:
             return reply(sns_fixes.confirm(req.args.get("endpoint")))
         if route == ("GET", "/_craftlb/autoscaling/hooks"):
             return reply(lifecycle.hooks(req.args.get("group")))
+        if route == ("GET", "/_craftlb/autoscaling/refreshes"):
+            return reply(asg_fixes.refreshes())
         return reply({"error": f"no such control endpoint: {req.method} {req.path}"}, 404)
 
 
