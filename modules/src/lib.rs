@@ -13,6 +13,7 @@ pub mod aws;
 pub mod doc;
 pub mod driver;
 pub mod ec2;
+pub mod ec2_eip_pool;
 pub mod ec2_launch_template;
 pub mod ec2_security_group;
 pub mod haproxy;
@@ -27,6 +28,7 @@ pub mod update_peers;
 pub static MODULES: &[&protocol::Module] = &[
     &asg_lifecycle_hook::MODULE,
     &autoscaling_group::MODULE,
+    &ec2_eip_pool::MODULE,
     &ec2_launch_template::MODULE,
     &ec2_security_group::MODULE,
     &iam_role::MODULE,

@@ -222,6 +222,7 @@ fn aws_module_examples_run_as_written() {
     for name in [
         "asg_lifecycle_hook",
         "autoscaling_group",
+        "ec2_eip_pool",
         "ec2_launch_template",
         "ec2_security_group",
         "iam_role",

@@ -466,6 +466,12 @@ fn autoscaling_group_playbook_against_emulator() {
 }
 
 #[test]
+fn ec2_eip_pool_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    target("ec2_eip_pool", &emulator, &[]);
+}
+
+#[test]
 fn ec2_launch_template_playbook_against_emulator() {
     let emulator = Emulator::start();
     target("ec2_launch_template", &emulator, &[]);
