@@ -32,4 +32,8 @@ PY
 
 echo "== no-change tasks against the emulator (10 per module, ping between)"
 .venv/bin/python tests/emulator/scenario.py --endpoint "$EMULATOR_URL" world --no-hooks > /dev/null
-.venv/bin/python tests/bench/modules_bench.py --endpoint "$EMULATOR_URL" --bootstrap "$out/bootstrap" --work "$work"
+net=$(.venv/bin/python tests/emulator/scenario.py --endpoint "$EMULATOR_URL" network)
+subnet=$(.venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["subnets"][0])' <<<"$net")
+image=$(.venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["image_id"])' <<<"$net")
+.venv/bin/python tests/bench/modules_bench.py --endpoint "$EMULATOR_URL" --bootstrap "$out/bootstrap" \
+  --work "$work" --subnet "$subnet" --image "$image"

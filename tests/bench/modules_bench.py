@@ -7,7 +7,7 @@ tasks interleaved with ansible.builtin.ping. Prints per module: median and
 p90 wall time per task, the ratio to ping, and AWS calls per task (from the
 emulator's request log, craftlb's calls only).
 
-  modules_bench.py --endpoint URL --bootstrap PATH --work DIR
+  modules_bench.py --endpoint URL --bootstrap PATH --work DIR --subnet ID --image AMI
 """
 
 from __future__ import annotations
@@ -29,7 +29,16 @@ N_OTHERS = 20
 RUNS = 10
 
 
-def tasks(bootstrap: str) -> dict[str, tuple[list[dict], dict, list[str]]]:
+RULES = [{"proto": "tcp", "ports": [80, 443], "cidr_ip": "0.0.0.0/0"},
+         {"proto": "icmp", "icmp_type": -1, "cidr_ip": "0.0.0.0/0"},
+         {"proto": "tcp", "ports": [7777], "group_name": "bench", "rule_desc": "peers"}]
+HOOKS = [{"name": "bench-launching", "transition": "autoscaling:EC2_INSTANCE_LAUNCHING", "heartbeat_timeout": 300},
+         {"name": "bench-terminating", "transition": "autoscaling:EC2_INSTANCE_TERMINATING",
+          "heartbeat_timeout": 300, "notification_meta_data": {"drain_seconds": 60, "ttl": 30}}]
+USER_DATA = "#!/bin/bash\nset -euo pipefail\necho craftlb > /etc/motd\n"
+
+
+def tasks(bootstrap: str, subnet: str, image: str) -> dict[str, tuple[list[dict], dict, list[str]]]:
     """module -> (prelude tasks, the bench task's args, services it calls)."""
     return {
         "route53_healthcheck": (
@@ -69,6 +78,32 @@ def tasks(bootstrap: str) -> dict[str, tuple[list[dict], dict, list[str]]]:
              "transition": "autoscaling:EC2_INSTANCE_TERMINATING", "heartbeat_timeout": 300,
              "notification_meta_data": {"drain_seconds": 60, "ttl": 30}},
             ["autoscaling"]),
+        "ec2_security_group": (
+            [{"ec2_security_group": {"name": f"other-{i}", "description": "other", "rules": RULES[:1]}}
+             for i in range(N_OTHERS)],
+            {"name": "bench", "description": "bench", "rules": RULES, "tags": {"env": "bench"}},
+            ["ec2"]),
+        "ec2_launch_template": (
+            [{"ec2_launch_template": {"name": f"other-{i}", "image_id": image, "instance_type": "t3.nano"}}
+             for i in range(N_OTHERS)],
+            {"name": "bench", "image_id": image, "instance_type": "t3.nano", "user_data": USER_DATA,
+             "associate_public_ip_address": True, "iam_instance_profile": "bench",
+             "block_device_mappings": [{"device_name": "/dev/xvda", "ebs": {"volume_size": 8, "volume_type": "gp3"}}],
+             "tags": {"env": "bench"}},
+            ["ec2"]),
+        "autoscaling_group": (
+            [{"autoscaling_group": {"name": f"other-{i}", "launch_template": {"launch_template_name": "bench"},
+                                    "min_size": 0, "max_size": 1, "vpc_zone_identifier": [subnet]}}
+             for i in range(N_OTHERS)],
+            {"name": "bench", "launch_template": {"launch_template_name": "bench", "version": "1"},
+             "min_size": 0, "max_size": 2, "desired_capacity": 0, "vpc_zone_identifier": [subnet],
+             "tags": [{"Name": "bench"}, {"domain": "lb.example.com"}], "lifecycle_hooks": HOOKS,
+             "instance_refresh": {}},
+            ["autoscaling"]),
+        "ec2_eip_pool": (
+            [{"ec2_eip_pool": {"name": f"other-{i}", "count": 1}} for i in range(N_OTHERS)],
+            {"name": "bench", "count": 2, "tags": {"env": "bench"}},
+            ["ec2"]),
     }
 
 
@@ -77,10 +112,12 @@ def main() -> int:
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--subnet", required=True)
+    ap.add_argument("--image", required=True)
     args = ap.parse_args()
     work = Path(args.work)
     ep = args.endpoint
-    plan = tasks(args.bootstrap)
+    plan = tasks(args.bootstrap, args.subnet, args.image)
     log_dir = work / "logs"
     log_dir.mkdir(exist_ok=True)
     body: list[dict] = [
