@@ -20,7 +20,7 @@ group at its rule limit works.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
@@ -292,35 +292,41 @@ fn strings(v: &Option<Value>, what: &str) -> Result<Vec<String>, String> {
 }
 
 /// A CIDR as AWS stores it; the second value is set when host bits were
-/// cleared.
-pub fn cidr_v4(s: &str) -> Result<(String, bool), String> {
-    let (addr, len) = s.trim().split_once('/').unwrap_or((s.trim(), "32"));
-    let ip: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("'{s}' is not an IPv4 CIDR"))?;
-    let len: u32 = len
+/// cleared. A bare address is a host route (/32, /128).
+pub fn cidr(s: &str, v6: bool) -> Result<(String, bool), String> {
+    let (family, bits) = if v6 { ("IPv6", 128) } else { ("IPv4", 32) };
+    let (addr, len) = match s.trim().split_once('/') {
+        Some((a, l)) => (a, l.parse::<u32>().ok()),
+        None => (s.trim(), Some(bits)),
+    };
+    let len = len
+        .filter(|l| *l <= bits)
+        .ok_or_else(|| format!("'{s}' has a bad prefix length"))?;
+    let ip: IpAddr = addr
         .parse()
         .ok()
-        .filter(|l| *l <= 32)
-        .ok_or_else(|| format!("'{s}' has a bad prefix length"))?;
-    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-    let net = Ipv4Addr::from(u32::from(ip) & mask);
-    Ok((format!("{net}/{len}"), net != ip))
+        .filter(|ip: &IpAddr| ip.is_ipv6() == v6)
+        .ok_or_else(|| format!("'{s}' is not an {family} CIDR"))?;
+    let raw = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let mask = u128::MAX.checked_shl(bits - len).unwrap_or(0) & (u128::MAX >> (128 - bits));
+    let net = raw & mask;
+    let shown = if v6 {
+        IpAddr::V6(Ipv6Addr::from(net))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(u32::try_from(net).unwrap_or(0)))
+    };
+    Ok((format!("{shown}/{len}"), net != raw))
+}
+
+pub fn cidr_v4(s: &str) -> Result<(String, bool), String> {
+    cidr(s, false)
 }
 
 pub fn cidr_v6(s: &str) -> Result<(String, bool), String> {
-    let (addr, len) = s.trim().split_once('/').unwrap_or((s.trim(), "128"));
-    let ip: Ipv6Addr = addr
-        .parse()
-        .map_err(|_| format!("'{s}' is not an IPv6 CIDR"))?;
-    let len: u32 = len
-        .parse()
-        .ok()
-        .filter(|l| *l <= 128)
-        .ok_or_else(|| format!("'{s}' has a bad prefix length"))?;
-    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-    let net = Ipv6Addr::from(u128::from(ip) & mask);
-    Ok((format!("{net}/{len}"), net != ip))
+    cidr(s, true)
 }
 
 fn rules_of(
@@ -1170,11 +1176,9 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::validate;
 
     fn task_of(v: Value) -> Result<Task, String> {
-        let p = validate(&SPEC, v.as_object().cloned().unwrap_or_default()).map_err(|e| e.0)?;
-        task(&p).map_err(|f| f.msg)
+        crate::protocol::task_of(&SPEC, v, task)
     }
 
     fn ok(v: Value) -> Task {

@@ -992,9 +992,7 @@ mod tests {
     use crate::protocol::validate;
 
     fn task_of(v: Value) -> Task {
-        let p = validate(&SPEC, v.as_object().cloned().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{}", e.0));
-        task(&p).unwrap_or_else(|f| panic!("{}", f.msg))
+        crate::protocol::task_of(&SPEC, v, task).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn trust(service: &str) -> Value {

@@ -1382,11 +1382,9 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::validate;
 
     fn task_of(v: Value) -> Result<Task, String> {
-        let p = validate(&SPEC, v.as_object().cloned().unwrap_or_default()).map_err(|e| e.0)?;
-        task(&p).map_err(|f| f.msg)
+        crate::protocol::task_of(&SPEC, v, task)
     }
 
     #[test]

@@ -592,6 +592,18 @@ fn json_type_name(v: &Value) -> &'static str {
 }
 
 /// Ansible's `check_type_bool`.
+/// Test support: a module's task from JSON arguments, validated as the
+/// protocol validates them; the error is the message the user would see.
+#[cfg(test)]
+pub fn task_of<T>(
+    spec: &Spec,
+    args: Value,
+    task: fn(&Params) -> Result<T, Failure>,
+) -> Result<T, String> {
+    let p = validate(spec, args.as_object().cloned().unwrap_or_default()).map_err(|e| e.0)?;
+    task(&p).map_err(|f| f.msg)
+}
+
 pub fn coerce_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),

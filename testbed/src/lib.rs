@@ -7,8 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 pub fn repo_root() -> PathBuf {
-    // testbed/ sits at the top of the workspace.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Every package sits at the top of the workspace. The directory cargo
+    // gives the running test, not the one this crate was compiled in: a
+    // shared CARGO_TARGET_DIR reuses a testbed built from another checkout,
+    // whose compile-time path would point the tests at that checkout.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(".."))
