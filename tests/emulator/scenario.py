@@ -177,6 +177,28 @@ def network(args: argparse.Namespace) -> dict:
     return {"vpc_id": vpc, "subnets": subnets[:2], "image_id": ec2.describe_images()["Images"][0]["ImageId"]}
 
 
+def associate(args: argparse.Namespace) -> dict:
+    """Runs an instance and associates a free address of the pool with it (what the Lambda does)."""
+    ec2 = client(args, "ec2")
+    free = [a for a in ec2.describe_addresses(Filters=[{"Name": "tag:craftlb:pool", "Values": [args.pool]}])["Addresses"]
+            if "AssociationId" not in a]
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.nano")["Instances"][0]
+    ec2.associate_address(AllocationId=free[0]["AllocationId"], InstanceId=instance["InstanceId"])
+    return {"instance_id": instance["InstanceId"], "public_ip": free[0]["PublicIp"]}
+
+
+def disassociate(args: argparse.Namespace) -> dict:
+    """Disassociates every address of the pool (as terminating their instances would)."""
+    ec2 = client(args, "ec2")
+    done = []
+    for a in ec2.describe_addresses(Filters=[{"Name": "tag:craftlb:pool", "Values": [args.pool]}])["Addresses"]:
+        if "AssociationId" in a:
+            ec2.disassociate_address(AssociationId=a["AssociationId"])
+            done.append(a["PublicIp"])
+    return {"disassociated": done}
+
+
 def complete(args: argparse.Namespace) -> dict:
     """Completes the lifecycle action of an instance (what the Lambda or a node does)."""
     client(args, "autoscaling").complete_lifecycle_action(
@@ -289,6 +311,10 @@ def main() -> int:
     ir = sub.add_parser("iam-role")
     ir.add_argument("--name", required=True)
     sub.add_parser("network")
+    asc = sub.add_parser("associate")
+    asc.add_argument("--pool", required=True)
+    dsc = sub.add_parser("disassociate")
+    dsc.add_argument("--pool", required=True)
     cp = sub.add_parser("complete")
     cp.add_argument("--group", required=True)
     cp.add_argument("--hook", required=True)
@@ -300,7 +326,8 @@ def main() -> int:
     commands = {"world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
                 "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper,
                 "terminate": terminate, "iam-role": iam_role, "network": network,
-                "complete": complete}
+                "complete": complete, "associate": associate,
+                "disassociate": disassociate}
     result = commands[args.cmd](args)
     print(json.dumps(result))
     return 0
