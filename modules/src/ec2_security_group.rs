@@ -624,21 +624,39 @@ pub trait Api {
         vpc_id: Option<&str>,
         tags: &BTreeMap<String, String>,
     ) -> Result<String, Error>;
-    async fn revoke(&self, id: &str, egress: bool, rules: Vec<IpPermission>) -> Result<(), Error>;
-    async fn authorize(
+    /// Revokes, authorises or re-describes rules of one direction.
+    async fn rules(
         &self,
         id: &str,
-        egress: bool,
-        rules: Vec<IpPermission>,
-    ) -> Result<(), Error>;
-    async fn describe_rules(
-        &self,
-        id: &str,
+        op: RuleOp,
         egress: bool,
         rules: Vec<IpPermission>,
     ) -> Result<(), Error>;
     async fn tag(&self, id: &str, plan: &TagPlan) -> Result<(), Error>;
     async fn delete(&self, id: &str) -> Result<(), Error>;
+}
+
+/// What is done to a set of rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleOp {
+    Revoke,
+    Authorize,
+    Describe,
+}
+
+/// The six rule calls (three operations, two directions) take the same
+/// arguments and differ only in the SDK builder.
+macro_rules! rule_call {
+    ($client:expr, $op:ident, $name:literal, $what:literal, $id:expr, $rules:expr) => {
+        $client
+            .$op()
+            .group_id($id)
+            .set_ip_permissions(Some($rules))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(sdk_error("EC2", $name, format!("{} of {}", $what, $id)))
+    };
 }
 
 fn filter(name: &str, value: &str) -> Filter {
@@ -698,93 +716,68 @@ impl Api for Client {
             Error::config(format!("CreateSecurityGroup '{name}' returned no GroupId"))
         })
     }
-    async fn revoke(&self, id: &str, egress: bool, rules: Vec<IpPermission>) -> Result<(), Error> {
-        if egress {
-            self.revoke_security_group_egress()
-                .group_id(id)
-                .set_ip_permissions(Some(rules))
-                .send()
-                .await
-                .map_err(sdk_error(
-                    "EC2",
-                    "RevokeSecurityGroupEgress",
-                    format!("revoke egress rules of {id}"),
-                ))?;
-        } else {
-            self.revoke_security_group_ingress()
-                .group_id(id)
-                .set_ip_permissions(Some(rules))
-                .send()
-                .await
-                .map_err(sdk_error(
-                    "EC2",
-                    "RevokeSecurityGroupIngress",
-                    format!("revoke ingress rules of {id}"),
-                ))?;
-        }
-        Ok(())
-    }
-    async fn authorize(
+    async fn rules(
         &self,
         id: &str,
+        op: RuleOp,
         egress: bool,
         rules: Vec<IpPermission>,
     ) -> Result<(), Error> {
-        if egress {
-            self.authorize_security_group_egress()
-                .group_id(id)
-                .set_ip_permissions(Some(rules))
-                .send()
-                .await
-                .map_err(sdk_error(
-                    "EC2",
+        use RuleOp::*;
+        match (op, egress) {
+            (Revoke, true) => rule_call!(
+                self,
+                revoke_security_group_egress,
+                "RevokeSecurityGroupEgress",
+                "revoke egress rules",
+                id,
+                rules
+            ),
+            (Revoke, false) => rule_call!(
+                self,
+                revoke_security_group_ingress,
+                "RevokeSecurityGroupIngress",
+                "revoke ingress rules",
+                id,
+                rules
+            ),
+            (Authorize, true) => {
+                rule_call!(
+                    self,
+                    authorize_security_group_egress,
                     "AuthorizeSecurityGroupEgress",
-                    format!("authorize egress rules of {id}"),
-                ))?;
-        } else {
-            self.authorize_security_group_ingress()
-                .group_id(id)
-                .set_ip_permissions(Some(rules))
-                .send()
-                .await
-                .map_err(sdk_error(
-                    "EC2",
+                    "authorize egress rules",
+                    id,
+                    rules
+                )
+            }
+            (Authorize, false) => {
+                rule_call!(
+                    self,
+                    authorize_security_group_ingress,
                     "AuthorizeSecurityGroupIngress",
-                    format!("authorize ingress rules of {id}"),
-                ))?;
+                    "authorize ingress rules",
+                    id,
+                    rules
+                )
+            }
+            (Describe, true) => rule_call!(
+                self,
+                update_security_group_rule_descriptions_egress,
+                "UpdateSecurityGroupRuleDescriptionsEgress",
+                "update egress rule descriptions",
+                id,
+                rules
+            ),
+            (Describe, false) => rule_call!(
+                self,
+                update_security_group_rule_descriptions_ingress,
+                "UpdateSecurityGroupRuleDescriptionsIngress",
+                "update ingress rule descriptions",
+                id,
+                rules
+            ),
         }
-        Ok(())
-    }
-    async fn describe_rules(
-        &self,
-        id: &str,
-        egress: bool,
-        rules: Vec<IpPermission>,
-    ) -> Result<(), Error> {
-        if egress {
-            self.update_security_group_rule_descriptions_egress()
-                .group_id(id)
-                .set_ip_permissions(Some(rules))
-                .send()
-                .await
-                .map_err(sdk_error(
-                    "EC2",
-                    "UpdateSecurityGroupRuleDescriptionsEgress",
-                    format!("update egress rule descriptions of {id}"),
-                ))?;
-        } else {
-            self.update_security_group_rule_descriptions_ingress()
-                .group_id(id)
-                .set_ip_permissions(Some(rules))
-                .send()
-                .await
-                .map_err(sdk_error(
-                    "EC2",
-                    "UpdateSecurityGroupRuleDescriptionsIngress",
-                    format!("update ingress rule descriptions of {id}"),
-                ))?;
-        }
-        Ok(())
     }
     async fn tag(&self, id: &str, plan: &TagPlan) -> Result<(), Error> {
         crate::ec2::tag(self, id, plan).await
@@ -1030,7 +1023,7 @@ impl<A: Api> Resource for SecurityGroupResource<A> {
                     .iter()
                     .map(|(r, d)| permission(&id, r, d.as_deref()))
                     .collect();
-                api.revoke(&id, egress, p).await?;
+                api.rules(&id, RuleOp::Revoke, egress, p).await?;
             }
         }
         for (egress, rc) in [(true, &ch.egress), (false, &ch.ingress)] {
@@ -1040,7 +1033,7 @@ impl<A: Api> Resource for SecurityGroupResource<A> {
                     .iter()
                     .map(|(r, d)| permission(&id, r, d.as_deref()))
                     .collect();
-                api.authorize(&id, egress, p).await?;
+                api.rules(&id, RuleOp::Authorize, egress, p).await?;
             }
             if !rc.describe.is_empty() {
                 let p = rc
@@ -1048,7 +1041,7 @@ impl<A: Api> Resource for SecurityGroupResource<A> {
                     .iter()
                     .map(|(r, d)| permission(&id, r, Some(d)))
                     .collect();
-                api.describe_rules(&id, egress, p).await?;
+                api.rules(&id, RuleOp::Describe, egress, p).await?;
             }
         }
         if current.is_some() && !ch.tags.is_empty() {
