@@ -39,7 +39,7 @@ pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 /// `lifecycle_hooks` take them.
 pub const TRANSITION: Param = Param::str("transition")
     .choices(&[LAUNCHING, TERMINATING])
-    .doc(&["The instance state the hook holds. Required with I(state=present)."]);
+    .doc(&["The instance state the hook holds."]);
 pub const ROLE_ARN: Param = Param::str("role_arn").doc(&[
     "The role that lets Auto Scaling publish to I(notification_target_arn).",
     "Not given, it is left as it is; an empty string removes it.",
@@ -81,7 +81,7 @@ pub static SPEC: Spec = Spec {
             .required()
             .aliases(&["name"])
             .doc(&["The name of the hook."]),
-        TRANSITION,
+        TRANSITION.doc(&["The instance state the hook holds. Required with I(state=present)."]),
         ROLE_ARN,
         TARGET,
         METADATA,

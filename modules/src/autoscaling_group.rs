@@ -1123,34 +1123,36 @@ pub fn describe(g: &Group) -> Value {
     v
 }
 
+async fn read_hooks<A: Api>(api: &A, name: &str) -> Result<BTreeMap<String, Hook>, Failure> {
+    Ok(api
+        .hooks(name)
+        .await?
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h.lifecycle_hook_name()?.to_owned(),
+                crate::asg_lifecycle_hook::hook_from(h),
+            ))
+        })
+        .collect())
+}
+
 async fn read<A: Api>(api: &A, t: &Task) -> Result<Option<Group>, Failure> {
     let Some(raw) = api.group(&t.name).await? else {
         return Ok(None);
     };
     let mut g = group_from(&raw);
     if g.status.as_deref() == Some("Delete in progress") {
-        return Ok(if t.present {
+        if t.present {
             return Err(Failure::msg(format!(
                 "autoscaling group '{}' is being deleted; run again when it is gone",
                 t.name
             )));
-        } else {
-            Some(g)
-        });
+        }
+        return Ok(Some(g));
     }
     if t.hooks.is_some() {
-        g.hooks = Some(
-            api.hooks(&t.name)
-                .await?
-                .iter()
-                .filter_map(|h| {
-                    Some((
-                        h.lifecycle_hook_name()?.to_owned(),
-                        crate::asg_lifecycle_hook::hook_from(h),
-                    ))
-                })
-                .collect(),
-        );
+        g.hooks = Some(read_hooks(api, &t.name).await?);
     }
     if t.refresh.is_some() && !outdated(&g).is_empty() {
         g.active_refresh = api.active_refresh(&t.name).await?;
@@ -1293,7 +1295,7 @@ impl<A: Api> Resource for GroupResource<A> {
                 })?
         };
         if t.hooks.is_some() {
-            g.hooks = read(api, t).await?.and_then(|r| r.hooks);
+            g.hooks = Some(read_hooks(api, &t.name).await?);
         }
         g.started_refresh = started;
         Ok(g)
@@ -1418,15 +1420,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     let a: Args = ctx.params.typed()?;
     let config = craftlb_core::aws::sdk_config(&a.connection.aws_params(), None).await?;
     let client = Client::new(&config);
-    match drive::<GroupResource<Client>>(&client, &t, ctx.check_mode).await {
-        // A create that failed because the name is taken by a group being
-        // deleted reads as what it is.
-        Err(f) if f.msg.contains("AlreadyExists") => Err(Failure::msg(format!(
-            "{} (a group of this name may still be being deleted)",
-            f.msg
-        ))),
-        other => other,
-    }
+    drive::<GroupResource<Client>>(&client, &t, ctx.check_mode).await
 }
 
 #[cfg(test)]

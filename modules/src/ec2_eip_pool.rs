@@ -383,10 +383,6 @@ impl<A: Api> Resource for PoolResource<A> {
             Vec::new()
         }
     }
-
-    fn result(described: Value, _action: Option<crate::driver::Action>) -> Value {
-        described
-    }
 }
 
 pub async fn run(ctx: Ctx) -> Result<Response, Failure> {

@@ -1016,32 +1016,26 @@ impl<A: Api> Resource for SecurityGroupResource<A> {
                 .await?
             }
         };
-        for (egress, rc) in [(true, &ch.egress), (false, &ch.ingress)] {
-            if !rc.revoke.is_empty() {
-                let p = rc
-                    .revoke
-                    .iter()
-                    .map(|(r, d)| permission(&id, r, d.as_deref()))
-                    .collect();
-                api.rules(&id, RuleOp::Revoke, egress, p).await?;
-            }
+        // Revokes first (both directions), then authorisations and
+        // descriptions: replacing rules works at the group's rule limit.
+        let perms = |rules: &mut dyn Iterator<Item = (&Rule, Option<&str>)>| -> Vec<IpPermission> {
+            rules.map(|(r, d)| permission(&id, r, d)).collect()
+        };
+        let directions = [(true, &ch.egress), (false, &ch.ingress)];
+        let mut calls = Vec::new();
+        for (egress, rc) in directions {
+            let p = perms(&mut rc.revoke.iter().map(|(r, d)| (r, d.as_deref())));
+            calls.push((RuleOp::Revoke, egress, p));
         }
-        for (egress, rc) in [(true, &ch.egress), (false, &ch.ingress)] {
-            if !rc.authorize.is_empty() {
-                let p = rc
-                    .authorize
-                    .iter()
-                    .map(|(r, d)| permission(&id, r, d.as_deref()))
-                    .collect();
-                api.rules(&id, RuleOp::Authorize, egress, p).await?;
-            }
-            if !rc.describe.is_empty() {
-                let p = rc
-                    .describe
-                    .iter()
-                    .map(|(r, d)| permission(&id, r, Some(d)))
-                    .collect();
-                api.rules(&id, RuleOp::Describe, egress, p).await?;
+        for (egress, rc) in directions {
+            let p = perms(&mut rc.authorize.iter().map(|(r, d)| (r, d.as_deref())));
+            calls.push((RuleOp::Authorize, egress, p));
+            let p = perms(&mut rc.describe.iter().map(|(r, d)| (r, Some(d.as_str()))));
+            calls.push((RuleOp::Describe, egress, p));
+        }
+        for (op, egress, p) in calls {
+            if !p.is_empty() {
+                api.rules(&id, op, egress, p).await?;
             }
         }
         if current.is_some() && !ch.tags.is_empty() {
