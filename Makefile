@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 .PHONY: help setup build lint test unit integration molecule demo bench bench-lambda bench-lb bench-scalein dist emulator lock clean
 
 help:
-	@echo "make demo        create, list and remove health checks on the embedded AWS emulator"
+	@echo "make demo        launch-lb.yml on the embedded emulator: nodes serve HTTP/TLS, scale out and in, teardown"
 	@echo "make test        setup, build, lint, unit and integration tests"
 	@echo "make molecule    the roles' molecule scenarios (real haproxy on loopback; the emulator)"
 	@echo "make build       the module binary (bin/) + library/<module> links and generated docs"
@@ -45,6 +45,7 @@ test: setup build lint
 molecule: build
 	cd roles/loadbalancer && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
 	cd roles/update-route53-from-lambda && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
+	cd roles/autoscaling && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
 
 demo: build
 	@scripts/demo.sh

@@ -5,6 +5,7 @@
 #  3. per module: wall time of a no-change task (10 in a play, median, p90)
 #     next to ansible.builtin.ping in the same play, and AWS calls per task
 #     with 20 other resources of its kind in the account
+#  4. launch-lb.yml: from nothing, the no-change rerun, per task vs ping
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -37,3 +38,6 @@ subnet=$(.venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["subn
 image=$(.venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["image_id"])' <<<"$net")
 .venv/bin/python tests/bench/modules_bench.py --endpoint "$EMULATOR_URL" --bootstrap "$out/bootstrap" \
   --work "$work" --subnet "$subnet" --image "$image"
+
+echo "== launch-lb.yml"
+.venv/bin/python tests/bench/launch_bench.py --endpoint "$EMULATOR_URL" --work "$work" --bootstrap "$out/bootstrap"

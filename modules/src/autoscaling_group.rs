@@ -635,7 +635,7 @@ pub enum Progress {
 }
 
 /// The desired number of instances InService and healthy, and no more
-/// launching. Instances held in Pending:Wait are named.
+/// than that many in any state. Instances held in Pending:Wait are named.
 pub fn instances_progress(g: &Group) -> Progress {
     let desired = g.settings.desired_capacity.unwrap_or(0);
     let in_service = g
@@ -649,7 +649,10 @@ pub fn instances_progress(g: &Group) -> Progress {
         .filter(|m| m.lifecycle_state == "Pending:Wait")
         .map(|m| m.id.as_str())
         .collect();
-    if in_service >= usize::try_from(desired).unwrap_or(0) {
+    // A scale-in is done when the extra instances are gone (each through its
+    // terminating hook: deregistered, drained), not when enough are InService.
+    let want = usize::try_from(desired).unwrap_or(0);
+    if in_service >= want && g.instances.len() <= want {
         return Progress::Done;
     }
     let mut msg = format!(
@@ -1591,6 +1594,14 @@ mod tests {
             Progress::Done => panic!("not done"),
         }
         g.instances[1].lifecycle_state = "InService".into();
+        assert_eq!(instances_progress(&g), Progress::Done);
+        // Scaled in to one: not done while the other is still terminating.
+        g.settings.desired_capacity = Some(1);
+        g.instances[1].lifecycle_state = "Terminating:Wait".into();
+        assert!(
+            matches!(instances_progress(&g), Progress::Waiting(m) if m.contains("1 Terminating:Wait"))
+        );
+        g.instances.pop();
         assert_eq!(instances_progress(&g), Progress::Done);
     }
 

@@ -108,12 +108,18 @@ pub fn runtime(socket: &Path, command: &str) -> Result<String, String> {
 /// `@1 <cmd>` reaches the current worker, `@!<pid> <cmd>` any worker.
 ///
 /// While the master re-executes itself for a reload its socket refuses
-/// connections for a moment; that is waited out (up to 10 s).
+/// connections for a moment (ECONNREFUSED), and a connection it accepted just
+/// before is dropped (ECONNRESET, EPIPE); that is waited out (up to 10 s).
 pub fn master(socket: &Path, command: &str) -> Result<String, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reloading = |e: &str| {
+        ["(os error 111)", "(os error 104)", "(os error 32)"]
+            .iter()
+            .any(|code| e.contains(code))
+    };
     loop {
         match runtime(socket, &format!("{command};quit")) {
-            Err(e) if std::time::Instant::now() < deadline && e.contains("(os error 111)") => {
+            Err(e) if std::time::Instant::now() < deadline && reloading(&e) => {
                 std::thread::sleep(Duration::from_millis(100));
             }
             other => return other,

@@ -222,12 +222,16 @@ fn aws_module_examples_run_as_written() {
     for name in [
         "asg_lifecycle_hook",
         "autoscaling_group",
+        "aws_caller_info",
         "ec2_eip_pool",
         "ec2_launch_template",
         "ec2_security_group",
         "iam_role",
         "lambda",
+        "ec2_vpc_subnet_info",
         "route53_healthcheck",
+        "s3_bucket",
+        "s3_object",
         "sns_topic",
     ] {
         let emu = Emulator::start();
@@ -246,7 +250,10 @@ fn aws_module_examples_run_as_written() {
         )];
         let mut lib_modules = vec![name];
         // The group's examples make their launch template.
-        if name == "autoscaling_group" {
+        if name == "s3_object" {
+            lib_modules.push("s3_bucket");
+        }
+        if name == "autoscaling_group" || name == "ec2_vpc_subnet_info" {
             // The examples make their launch template; the group launches
             // into the emulator's default subnets.
             let net = support::scenario(&emu, &["network"]);
@@ -261,7 +268,9 @@ fn aws_module_examples_run_as_written() {
                 "image_id".into(),
                 net["image_id"].as_str().unwrap_or_default().into(),
             ));
-            lib_modules.push("ec2_launch_template");
+            if name == "autoscaling_group" {
+                lib_modules.push("ec2_launch_template");
+            }
         }
         let lib = support::all_modules(&lib_modules);
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -490,6 +490,18 @@ fn iam_role_playbook_against_emulator() {
 }
 
 #[test]
+fn s3_bucket_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    target("s3_bucket", &emulator, &[]);
+}
+
+#[test]
+fn s3_object_and_deploy_bundle_playbook_against_emulator() {
+    let emulator = Emulator::start();
+    target("s3_object", &emulator, &[]);
+}
+
+#[test]
 fn sns_topic_playbook_against_emulator() {
     let emulator = Emulator::start();
     target("sns_topic", &emulator, &[]);

@@ -10,6 +10,7 @@ from typing import Any
 
 from moto.core.common_models import BaseModel  # noqa: F401  (keeps moto's import order)
 from moto.ec2.models import launch_templates as lt_models
+from moto.ec2.utils import parse_user_data
 
 
 # AWS: DescribeLaunchTemplates returns the template's tags as they are now
@@ -24,3 +25,19 @@ def _set_tags(self: Any, _value: Any) -> None:
 
 
 lt_models.LaunchTemplate.tags = property(_tags, _set_tags)  # type: ignore[assignment]
+
+
+# AWS: a launch template version made by CreateLaunchTemplateVersion launches
+# instances with its user data like any other. moto parses UserData into its
+# Base64EncodedString only in CreateLaunchTemplate, and its Auto Scaling
+# asserts that type, so a group on version 2+ with user data cannot launch
+# (an instance refresh after a user data change fails with AssertionError).
+def _user_data(self: Any) -> Any:
+    value = self.data.get("UserData")
+    if isinstance(value, (str, bytes)):
+        value = parse_user_data(value)
+        self.data["UserData"] = value
+    return value
+
+
+lt_models.LaunchTemplateVersion.user_data = property(_user_data)  # type: ignore[assignment]

@@ -269,6 +269,37 @@ def wait(args: argparse.Namespace) -> dict:
         time.sleep(0.2)
 
 
+def zone(args: argparse.Namespace) -> dict:
+    """A public hosted zone (for a launch that registers nodes in it)."""
+    z = client(args, "route53").create_hosted_zone(Name=args.name, CallerReference=f"zone-{args.name}")
+    return {"hosted_zone_id": z["HostedZone"]["Id"].split("/")[-1]}
+
+
+def inventory(args: argparse.Namespace) -> dict:
+    """Everything a launch can make, by name: what a teardown must leave as it found it."""
+    c = {s: client(args, s) for s in ("autoscaling", "ec2", "iam", "lambda", "sns", "s3", "route53")}
+    running = [i["InstanceId"] for r in c["ec2"].describe_instances()["Reservations"] for i in r["Instances"]
+               if i["State"]["Name"] not in ("terminated", "shutting-down")]
+    records = []
+    for z in c["route53"].list_hosted_zones()["HostedZones"]:
+        records += [f'{r["Type"]} {r["Name"]} {r.get("SetIdentifier", "")}'.strip()
+                    for r in c["route53"].list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]]
+    return {
+        "groups": sorted(g["AutoScalingGroupName"] for g in c["autoscaling"].describe_auto_scaling_groups()["AutoScalingGroups"]),
+        "launch_templates": sorted(t["LaunchTemplateName"] for t in c["ec2"].describe_launch_templates()["LaunchTemplates"]),
+        "security_groups": sorted(g["GroupName"] for g in c["ec2"].describe_security_groups()["SecurityGroups"]),
+        "addresses": sorted(a["PublicIp"] for a in c["ec2"].describe_addresses()["Addresses"]),
+        "running_instances": len(running),
+        "roles": sorted(r["RoleName"] for r in c["iam"].list_roles()["Roles"]),
+        "instance_profiles": sorted(p["InstanceProfileName"] for p in c["iam"].list_instance_profiles()["InstanceProfiles"]),
+        "functions": sorted(f["FunctionName"] for f in c["lambda"].list_functions()["Functions"]),
+        "topics": sorted(t["TopicArn"] for t in c["sns"].list_topics()["Topics"]),
+        "buckets": sorted(b["Name"] for b in c["s3"].list_buckets()["Buckets"]),
+        "records": sorted(records),
+        "health_checks": len(c["route53"].list_health_checks(MaxItems="1000")["HealthChecks"]),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
@@ -311,6 +342,9 @@ def main() -> int:
     ir = sub.add_parser("iam-role")
     ir.add_argument("--name", required=True)
     sub.add_parser("network")
+    zn = sub.add_parser("zone")
+    zn.add_argument("--name", required=True)
+    sub.add_parser("inventory")
     asc = sub.add_parser("associate")
     asc.add_argument("--pool", required=True)
     dsc = sub.add_parser("disassociate")
@@ -323,7 +357,7 @@ def main() -> int:
     tm = sub.add_parser("terminate")
     tm.add_argument("--instance", required=True)
     args = ap.parse_args()
-    commands = {"world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
+    commands = {"zone": zone, "inventory": inventory, "world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
                 "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper,
                 "terminate": terminate, "iam-role": iam_role, "network": network,
                 "complete": complete, "associate": associate,

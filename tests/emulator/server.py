@@ -52,6 +52,7 @@ import sys
 import threading
 import time
 import uuid
+from urllib.parse import parse_qs, urlparse
 from typing import Any
 
 # AWS's managed policies exist in every account (arn:aws:iam::aws:policy/...);
@@ -62,6 +63,7 @@ from werkzeug.serving import make_server  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from moto.core import responses as moto_responses  # noqa: E402
+from moto.s3 import responses as s3_responses  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -126,6 +128,53 @@ def _install_call_hook() -> None:
         return status, headers, body
 
     moto_responses.BaseResponse.call_action = call_action
+
+    # S3 (REST-XML) does not go through call_action: moto dispatches on the
+    # path. Log its calls under the operation names AWS uses (moto's own map
+    # calls HeadObject "GetObject").
+    def logged(original: Any, kind: str) -> Any:
+        def handler(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+            operation = s3_operation(kind, request.method, full_url, request.headers)
+            agent = str(request.headers.get("User-Agent", "") or "")
+            fault = STATE.faults.decide("s3", operation, agent)
+            if fault and fault.latency_ms:
+                time.sleep(fault.latency_ms / 1000.0)
+            if fault and fault.kind:
+                status, hdrs, body = fault.response("s3")
+                STATE.log({"service": "s3", "operation": operation, "status": status, "fault": fault.kind,
+                           "agent": agent.split(" ", 1)[0]})
+                return status, hdrs, body
+            started = time.monotonic()
+            status, hdrs, body = original(self, request, full_url, headers)
+            STATE.log({"service": "s3", "operation": operation, "status": int(status), "fault": None,
+                       "ms": round((time.monotonic() - started) * 1000, 2), "agent": agent.split(" ", 1)[0]})
+            return status, hdrs, body
+        return handler
+
+    s3_responses.S3Response.bucket_response = logged(s3_responses.S3Response.bucket_response, "bucket")
+    s3_responses.S3Response.key_response = logged(s3_responses.S3Response.key_response, "key")
+
+
+_S3_SUBRESOURCES = {"tagging": "BucketTagging", "publicAccessBlock": "PublicAccessBlock"}
+
+
+def s3_operation(kind: str, method: str, full_url: str, headers: Any) -> str:
+    """The S3 operation a request is, by method, path kind and query."""
+    query = parse_qs(urlparse(full_url).query, keep_blank_values=True)
+    if kind == "key":
+        if method == "PUT" and headers.get("x-amz-copy-source"):
+            return "CopyObject"
+        return {"HEAD": "HeadObject", "GET": "GetObject", "PUT": "PutObject",
+                "DELETE": "DeleteObject"}.get(method, "?")
+    for sub, name in _S3_SUBRESOURCES.items():
+        if sub in query:
+            return {"GET": f"Get{name}", "PUT": f"Put{name}", "DELETE": f"Delete{name}"}.get(method, "?")
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    if method == "GET":
+        return "ListObjectVersions" if "versions" in query else (
+            "GetBucketLocation" if "location" in query else "ListObjects")
+    return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, "?")
 
 
 class App:

@@ -1,0 +1,280 @@
+//! launch-lb.yml and destroy-lb.yml end to end, on the emulator's lifecycle
+//! loop: the real playbooks, the real module binaries, the uploaded Lambda
+//! registering each instance. One test walks the whole life of a load
+//! balancer (each step needs the one before); another checks that bad
+//! configurations fail before any write.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use craftlb_testbed::{self as support, Emulator};
+use serde_json::{Value, json};
+
+/// What a launch needs from the emulator: its subnets, zone and an image.
+struct World {
+    emu: Emulator,
+    extra: Value,
+    work: tempfile::TempDir,
+    lib: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let emu = Emulator::start();
+        let zone = support::scenario(&emu, &["zone", "--name", "example.test"]);
+        let net = support::scenario(&emu, &["network"]);
+        let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = craftlb_modules::MODULES.iter().map(|m| m.name).collect();
+        let extra = json!({
+            "subnets": net["subnets"],
+            "hosted_zone_id": zone["hosted_zone_id"],
+            "image_id": net["image_id"],
+            "endpoint_url": emu.url,
+            "update_route53_from_lambda_bootstrap": support::workspace_bin("bootstrap"),
+            "autoscaling_bundle_dir": work.path().join("bundle"),
+        });
+        World {
+            emu,
+            extra,
+            work,
+            lib: support::all_modules(&names),
+        }
+    }
+
+    /// The e2e configuration with `edit` applied, as a file of its own.
+    fn config(&self, name: &str, edit: impl FnOnce(&mut String)) -> PathBuf {
+        let mut text = std::fs::read_to_string(support::repo_root().join("tests/e2e/e2e.yml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        edit(&mut text);
+        let path = self.work.path().join(format!("{name}.yml"));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+
+    fn play(&self, playbook: &str, config: &Path, args: &[&str], extra: Value) -> Output {
+        let mut all = self.extra.clone();
+        if let (Some(a), Some(e)) = (all.as_object_mut(), extra.as_object()) {
+            a.extend(e.clone());
+        }
+        let extra_file = self.work.path().join("extra.json");
+        std::fs::write(&extra_file, all.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        support::ansible_command("ansible-playbook", self.lib.path())
+            .arg(format!("playbooks/{playbook}"))
+            .arg("-e")
+            .arg(format!("server_config={}", config.display()))
+            .arg("-e")
+            .arg(format!("@{}", extra_file.display()))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("ansible-playbook: {e}"))
+    }
+
+    fn state(&self) -> Value {
+        support::scenario(&self.emu, &["state", "--group", "e2e-asg"])
+    }
+
+    /// AWS calls since the last look that change something.
+    fn writes(&self) -> Vec<String> {
+        let log = support::request_log(&self.emu.url);
+        support::clear_request_log(&self.emu.url);
+        log.iter()
+            .filter(|r| {
+                r["agent"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("aws-sdk-rust"))
+            })
+            .filter_map(|r| r["operation"].as_str())
+            .filter(|op| !is_read(op))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn is_read(op: &str) -> bool {
+    ["Describe", "List", "Get", "Head"]
+        .iter()
+        .any(|p| op.starts_with(p))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn recap_changed(out: &Output) -> usize {
+    let text = stdout(out);
+    text.lines()
+        .filter(|l| l.starts_with("localhost"))
+        .filter_map(|l| l.split("changed=").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .filter_map(|n| n.parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no PLAY RECAP in:\n{text}"))
+}
+
+fn in_service(state: &Value) -> Vec<String> {
+    state["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["state"] == "InService")
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The record set's identifiers (instance ids) under the launch's name.
+fn registered(state: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = state["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["name"] == "loadbalancer.example.test.")
+        .filter_map(|r| r["set_identifier"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn assert_fleet(state: &Value, n: usize, what: &str) {
+    let mut up = in_service(state);
+    up.sort();
+    assert_eq!(up.len(), n, "{what}: {state}");
+    assert_eq!(
+        registered(state),
+        up,
+        "{what}: records follow the group: {state}"
+    );
+    assert_eq!(
+        state["health_checks"].as_array().map(Vec::len),
+        Some(n),
+        "{what}: one health check per node: {state}"
+    );
+}
+
+#[test]
+fn launch_rerun_check_scale_roll_and_destroy() {
+    let w = World::new();
+    let before = support::scenario(&w.emu, &["inventory"]);
+    let config = w.config("e2e", |_| {});
+
+    // From nothing: the group's instance registered by the uploaded Lambda.
+    let out = w.play("launch-lb.yml", &config, &[], json!({}));
+    support::assert_success("launch-lb.yml from nothing", &out);
+    assert_fleet(&w.state(), 1, "launched");
+    let actions = support::control(&w.emu, "/_craftlb/autoscaling/actions");
+    assert!(
+        actions.to_string().contains("CONTINUE"),
+        "the launching action was completed: {actions}"
+    );
+
+    // A second run changes nothing, task by task.
+    w.writes();
+    let out = w.play("launch-lb.yml", &config, &[], json!({}));
+    support::assert_success("launch-lb.yml again", &out);
+    assert_eq!(recap_changed(&out), 0, "{}", stdout(&out));
+    assert_eq!(w.writes(), Vec::<String>::new(), "a no-change run wrote");
+
+    // --check --diff with a changed mapping: shown, not written.
+    let changed = w.config("e2e-changed", |t| {
+        *t = t.replace("servers: [10.0.2.10]", "servers: [10.0.2.10, 10.0.2.11]");
+    });
+    let out = w.play("launch-lb.yml", &changed, &["--check", "--diff"], json!({}));
+    support::assert_success("launch-lb.yml --check --diff", &out);
+    let text = stdout(&out);
+    assert!(recap_changed(&out) > 0, "{text}");
+    assert!(
+        text.contains("bundle_sha256="),
+        "the diff shows the user data's new bundle hash: {text}"
+    );
+    assert_eq!(w.writes(), Vec::<String>::new(), "check mode wrote");
+    assert_fleet(&w.state(), 1, "after check mode");
+
+    // Scale out and in through the configuration; the records follow.
+    let out = w.play(
+        "launch-lb.yml",
+        &config,
+        &[],
+        json!({"desired_capacity": 3}),
+    );
+    support::assert_success("scale to 3", &out);
+    assert_fleet(&w.state(), 3, "scaled out");
+    let out = w.play(
+        "launch-lb.yml",
+        &config,
+        &[],
+        json!({"desired_capacity": 1}),
+    );
+    support::assert_success("scale to 1", &out);
+    assert_fleet(&w.state(), 1, "scaled in");
+
+    // A mapping change rolls the fleet: a new instance, the old one gone.
+    let old = in_service(&w.state());
+    let out = w.play("launch-lb.yml", &changed, &[], json!({}));
+    support::assert_success("launch-lb.yml with a changed mapping", &out);
+    let state = w.state();
+    assert_fleet(&state, 1, "rolled");
+    assert_ne!(in_service(&state), old, "the node was replaced: {state}");
+    let refreshes = support::control(&w.emu, "/_craftlb/autoscaling/refreshes");
+    assert!(refreshes.to_string().contains("Successful"), "{refreshes}");
+
+    // Destroy leaves the account as it was; twice is fine.
+    for run in 1..=2 {
+        let out = w.play("destroy-lb.yml", &changed, &[], json!({}));
+        support::assert_success(&format!("destroy-lb.yml #{run}"), &out);
+        if run == 2 {
+            assert_eq!(recap_changed(&out), 0, "{}", stdout(&out));
+        }
+    }
+    assert_eq!(support::scenario(&w.emu, &["inventory"]), before);
+}
+
+#[test]
+fn bad_configurations_fail_before_any_write_naming_the_key() {
+    let w = World::new();
+    let cases: Vec<(&str, PathBuf, Value, &str)> = vec![
+        (
+            "no lb_mappings",
+            w.config("no-mappings", |t| {
+                let cut = t.find("lb_mappings:").unwrap_or(t.len());
+                let end = t.find("loadbalancer_stats_password").unwrap_or(t.len());
+                t.replace_range(cut..end, "");
+            }),
+            json!({}),
+            "lb_mappings is missing",
+        ),
+        (
+            "invalid domain",
+            w.config("bad-domain", |t| {
+                *t = t.replace("domain_name: example.test", "domain_name: exa_mple..test");
+            }),
+            json!({}),
+            "domain_name must be a DNS name",
+        ),
+        (
+            "unknown key",
+            w.config("typo", |t| t.push_str("instance_typ: t3.micro\n")),
+            json!({}),
+            "unknown key(s) instance_typ",
+        ),
+        (
+            "a subnet that does not exist",
+            w.config("no-subnet", |_| {}),
+            json!({"subnets": ["subnet-0000dead"]}),
+            "subnet-0000dead",
+        ),
+    ];
+    w.writes();
+    for (what, config, extra, says) in cases {
+        let out = w.play("launch-lb.yml", &config, &[], extra);
+        let text = stdout(&out);
+        assert!(!out.status.success(), "{what}: launched anyway:\n{text}");
+        assert!(
+            text.contains(says),
+            "{what}: the failure does not say '{says}':\n{text}"
+        );
+        assert_eq!(
+            w.writes(),
+            Vec::<String>::new(),
+            "{what}: wrote before failing"
+        );
+    }
+}
