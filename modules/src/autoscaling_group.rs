@@ -152,8 +152,9 @@ pub static SPEC: Spec = Spec {
             .default(Default::Bool(true))
             .doc(&[
                 "After a write, wait until the desired number of instances is InService (instances held \
-                 in Pending:Wait by a launching hook count only once their action completes). After a \
-                 delete, wait until the group is gone.",
+                 in Pending:Wait by a launching hook count only once their action completes) and no other \
+                 instance remains (after a scale-in, the leaving ones have passed their terminating hooks). \
+                 After a delete, wait until the group is gone.",
             ]),
         Param::bool("wait_for_instance_refresh")
             .default(Default::Bool(false))
