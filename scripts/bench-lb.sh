@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make bench-lb: figures for a load balancer node, printed (never asserted).
-#  1. requests/s through the node (haproxy rendered and started by the
-#     loadbalancer role) vs directly to one backend, same wrk, same run:
-#     HTTP keep-alive and a new connection per request
+#  1. tests/bench/lb_scale_bench.py: req/s and the proxy's CPU per request
+#     through nodes mapping 1, 100 and 10,000 domains and through a bare
+#     haproxy proxy, keep-alive and a new connection per request; the node
+#     with per-request logs and stickiness off; haproxy -c and reload time at
+#     10,000 domains
 #  2. failed requests under load across 20 peer-change reloads
 #  3. update_peers wall time (hyperfine) when nothing changed and when a
 #     peer changed, against the emulator's group (IMDS included)
@@ -12,7 +14,7 @@ work=$(mktemp -d)
 source scripts/emulator-env.sh
 pids=()
 cleanup() {
-  for p in "$work"/backends.pid "$work"/bare.pid "$work"/node/run/haproxy.pid; do
+  for p in "$work"/backends.pid "$work"/node/run/haproxy.pid; do
     [[ -s $p ]] && kill "$(head -n 1 "$p")" 2>/dev/null || true
   done
   kill $emu_pid 2>/dev/null; wait $emu_pid 2>/dev/null
@@ -20,13 +22,14 @@ cleanup() {
 }
 trap cleanup EXIT
 S=(.venv/bin/python tests/emulator/scenario.py --endpoint "$EMULATOR_URL")
-DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-32}
 
 echo "== versions"
 echo "  $(haproxy -v | head -n 1)"
 echo "  $(wrk -v 2>&1 | head -n 1)"
 echo "  $(nproc) CPUs"
+
+.venv/bin/python tests/bench/lb_scale_bench.py
 
 # The node: instance 1 of a 3-instance group whose private IPs are loopback addresses.
 "${S[@]}" world --no-hooks --group bench-asg --subnet-cidr 127.80.1.0/24 >/dev/null
@@ -45,13 +48,6 @@ start_haproxy() {
 start_haproxy backends "frontend backend
     bind $backend:8080
     http-request return status 200 content-type text/plain string backend"
-# The floor of any proxy on this machine: haproxy with a bare one-line route.
-start_haproxy bare "frontend bare
-    bind 127.80.0.2:8080
-    default_backend b
-backend b
-    server s1 $backend:8080"
-
 mkdir -p "$work/node"
 cat > "$work/node/vars.json" <<JSON
 {"loadbalancer_service_manager": "process",
@@ -67,25 +63,6 @@ cat > "$work/node/vars.json" <<JSON
 JSON
 AWS_EC2_METADATA_SERVICE_ENDPOINT="$imds" .venv/bin/ansible-playbook playbooks/deploy.yml \
   -e "server_config=$work/node/vars.json" > "$work/deploy.log" || { cat "$work/deploy.log"; exit 1; }
-
-rps() { awk '/^Requests\/sec/ {print $2}' "$1"; }
-errs() { grep -E 'Socket errors|Non-2xx' "$1" | sed 's/^ */    /' || true; }
-run_wrk() { # name, out, extra args...
-  local out=$2; shift 2
-  wrk -t2 -c"$CONNS" -d"${DUR}s" -H 'Host: app.example.com' "$@" > "$out"
-}
-
-echo "== requests/s, wrk -t2 -c$CONNS -d${DUR}s (loopback; wrk, node and backend share the CPUs)"
-for mode in keepalive close; do
-  extra=()
-  [[ $mode == close ]] && extra=(-H 'Connection: close')
-  run_wrk direct "$work/direct-$mode.txt" "${extra[@]}" "http://$backend:8080/"
-  run_wrk lb "$work/lb-$mode.txt" "${extra[@]}" "http://$ip:8080/"
-  run_wrk bare "$work/bare-$mode.txt" "${extra[@]}" "http://127.80.0.2:8080/"
-  d=$(rps "$work/direct-$mode.txt"); l=$(rps "$work/lb-$mode.txt"); b=$(rps "$work/bare-$mode.txt")
-  awk -v m="$mode" -v d="$d" -v l="$l" -v b="$b" 'BEGIN { printf "  %-10s direct %8.0f req/s | through the node %8.0f (%5.1f %%) | bare haproxy proxy %8.0f (%5.1f %%)\n", m, d, l, 100 * l / d, b, 100 * b / d }'
-  errs "$work/lb-$mode.txt"
-done
 
 echo "== 20 peer-change reloads under load (update_peers, static peers toggled)"
 args() { # with or without a second peer

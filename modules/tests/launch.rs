@@ -261,6 +261,16 @@ fn bad_configurations_fail_before_any_write_naming_the_key() {
             json!({"subnets": ["subnet-0000dead"]}),
             "subnet-0000dead",
         ),
+        (
+            // Names are compared as the routing maps hold them: lower case.
+            "a domain claimed by two mappings",
+            w.config("conflict", |_| {}),
+            json!({"lb_mappings": [
+                {"name": "one", "domains": ["a.example.test", "*.example.test"], "servers": ["10.0.0.1"]},
+                {"name": "two", "domains": ["A.Example.test"], "servers": ["10.0.0.2"]},
+            ]}),
+            "a.example.test (mappings one, two)",
+        ),
     ];
     w.writes();
     for (what, config, extra, says) in cases {

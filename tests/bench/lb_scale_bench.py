@@ -1,0 +1,286 @@
+"""Routing cost against the number of mapped domains, and the node against a
+bare haproxy (make bench-lb, part 1).
+
+Three load balancer nodes, each rendered and started by the real loadbalancer
+role (playbooks/deploy.yml, process mode, a static self-peer), mapping 1, 100
+and 10,000 domains; a bare two-line haproxy proxy; one backend (haproxy
+answering a fixed string). All run at once on their own loopback addresses,
+and the wrk runs alternate between them, so each figure is taken under the
+same conditions as the others.
+
+The proxies under test (nodes and bare) are pinned to the last CPU, where
+haproxy then runs one thread; wrk and the backend run on the other CPUs. So
+the proxy is the bottleneck and its figures are its own, not the share of
+two CPUs it won from wrk and the backend. Besides req/s, the proxy's own CPU
+time per request (from /proc schedstat) is printed: on a VM with CPU steal it
+is the steadier measure of what each request costs.
+
+Domains: half exact names (eN.example.com), half wildcards, of two depths
+(*.wN.example.com and *.wN.net), spread over 10 mappings; the 1-domain node
+maps e0.example.com alone. Requests go to names near the end of the list:
+the last exact names and names under the last wildcards of both depths, one
+per wrk process.
+
+Also: the deploy (Ansible) time per node, `haproxy -c` time and reload time
+(SIGUSR2 to the new worker listed by the master) at 10,000 domains.
+Figures, not assertions.
+
+  lb_scale_bench.py [--seconds N] [--rounds R] [--connections C] [--sizes 1,100,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKEND = "127.81.0.1"
+BARE = "127.81.0.2"
+MAPPINGS = 10
+CPUS = sorted(os.sched_getaffinity(0))
+PROXY_CPU = str(CPUS[-1])
+LOAD_CPUS = ",".join(str(c) for c in CPUS[:-1]) or PROXY_CPU
+WRKS = 4  # wrk processes, one Host each: a per-request Lua script would make wrk the bottleneck
+
+
+def domains(n: int) -> tuple[list[list[str]], list[str]]:
+    """The mappings' domain lists and the names the requests rotate over."""
+    if n == 1:
+        return [["e0.example.com"]], ["e0.example.com"] * WRKS
+    half = n // 2
+    exact = [f"e{i}.example.com" for i in range(half)]
+    wild = [f"*.w{i}.example.com" if i % 2 else f"*.w{i}.net" for i in range(n - half)]
+    lists: list[list[str]] = [[] for _ in range(min(MAPPINGS, n))]
+    for i, d in enumerate(exact + wild):
+        lists[i % len(lists)].append(d)
+    hosts = exact[-WRKS // 2:] + [("www" + w[1:]) for w in wild[-WRKS // 2:]]
+    return lists, hosts
+
+
+def start_haproxy(work: Path, name: str, proxies: str, cpus: str) -> Path:
+    cfg = work / f"{name}.cfg"
+    cfg.write_text("global\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 5s\n"
+                   "    timeout client 30s\n    timeout server 30s\n" + proxies)
+    pid = work / f"{name}.pid"
+    subprocess.run(["taskset", "-c", cpus, "haproxy", "-D", "-p", str(pid), "-f", str(cfg)], check=True)
+    return pid
+
+
+def deploy(work: Path, n: int, address: str, peer_port: int, extra: dict) -> tuple[Path, float, list[str]]:
+    extra = dict(extra)
+    node = work / f"node-{peer_port - 17800}"
+    node.mkdir()
+    lists, hosts = domains(n)
+    stick = {"stick": extra.pop("stick")} if "stick" in extra else {}
+    mappings = [{"name": f"m{i}", "domains": d, "servers": [BACKEND], "http_port": 8080,
+                 "https_port": 8443, **stick} for i, d in enumerate(lists)]
+    config = {
+        "loadbalancer_service_manager": "process",
+        "loadbalancer_config_dir": f"{node}/etc", "loadbalancer_run_dir": f"{node}/run",
+        "loadbalancer_craftlb_dir": f"{node}/opt", "loadbalancer_chroot": f"{node}/chroot",
+        "loadbalancer_update_peers_binary": f"{ROOT}/library/update_peers",
+        "loadbalancer_http_bind": f"{address}:8080", "loadbalancer_https_bind": f"{address}:8443",
+        "loadbalancer_stats_bind": f"{address}:9999", "loadbalancer_stats_password": "bench-only",
+        "loadbalancer_peer_port": peer_port, "loadbalancer_maxconn": 4000,
+        "loadbalancer_local_peer": "bench", "loadbalancer_drain_enabled": False,
+        "loadbalancer_static_peers": [{"name": "bench", "address": address}],
+        "lb_mappings": mappings, **extra,
+    }
+    (node / "vars.json").write_text(json.dumps(config))
+    start = time.monotonic()
+    # Pinned: the haproxy the role starts inherits the CPU (and so one thread).
+    out = subprocess.run(["taskset", "-c", PROXY_CPU, str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local",
+                          str(ROOT / "playbooks/deploy.yml"), "-e", f"server_config={node}/vars.json",
+                          "-e", "ansible_python_interpreter=" + sys.executable],
+                         capture_output=True, text=True, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+    took = time.monotonic() - start
+    if out.returncode != 0:
+        sys.exit(f"deploy of the {n}-domain node failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
+    return node, took, hosts
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time of every thread of these processes."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def proxy_pids(pidfile: Path) -> list[int]:
+    """The serving processes: the daemon itself, or a master's workers."""
+    pid = int(pidfile.read_text().split()[0])
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(c) for c in children] or [pid]
+
+
+def wrk(url: str, hosts: list[str], close: bool, seconds: int, conns: int,
+        pids: list[int]) -> tuple[float, str, float]:
+    """WRKS wrk processes at once, each with its own Host: the sum of their
+    rates, their errors, and the proxy's CPU microseconds per request."""
+    before = cpu_ns(pids)
+    extra = ["-H", "Connection: close"] if close else []
+    procs = [subprocess.Popen(["taskset", "-c", LOAD_CPUS, "wrk", "-t1", f"-c{max(1, conns // len(hosts))}", f"-d{seconds}s",
+                               "-H", f"Host: {host}", *extra, url], stdout=subprocess.PIPE, text=True)
+             for host in hosts]
+    total, count, errors = 0.0, 0, []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"wrk failed:\n{out}")
+        total += float(re.search(r"^Requests/sec:\s+([0-9.]+)", out, re.M).group(1))
+        count += int(re.search(r"^\s*([0-9]+) requests in", out, re.M).group(1))
+        errors += [line.strip() for line in out.splitlines() if re.search(r"Socket errors|Non-2xx", line)]
+    used = cpu_ns(pids) - before
+    return total, " ".join(errors), used / 1000 / max(count, 1)
+
+
+def master_cli(sock: Path, command: str) -> str:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(sock))
+        s.sendall(command.encode() + b";quit\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def current_worker(sock: Path) -> str | None:
+    try:
+        out = master_cli(sock, "show proc")
+    except OSError:
+        return None
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1] == "worker":
+            return fields[0]
+    return None
+
+
+def reload_time(node: Path, runs: int) -> list[float]:
+    """SIGUSR2 to the master until it lists a new current worker."""
+    sock = node / "run/master.sock"
+    master = int((node / "run/haproxy.pid").read_text().split()[0])
+    times = []
+    for _ in range(runs):
+        before = current_worker(sock)
+        start = time.monotonic()
+        os.kill(master, signal.SIGUSR2)
+        while True:
+            now = current_worker(sock)
+            if now is not None and now != before:
+                break
+            if time.monotonic() - start > 60:
+                sys.exit("no new worker 60 s after a reload")
+            time.sleep(0.002)
+        times.append(time.monotonic() - start)
+        time.sleep(0.5)
+    return times
+
+
+def check_time(node: Path, runs: int) -> list[float]:
+    etc = node / "etc"
+    argv = ["haproxy", "-c", "-q", "-L", "bench", "-f", str(etc / "haproxy.cfg"),
+            "-f", str(etc / "stats-users.cfg"), "-f", str(etc / "peers.cfg")]
+    times = []
+    for _ in range(runs):
+        start = time.monotonic()
+        subprocess.run(argv, check=True)
+        times.append(time.monotonic() - start)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
+    ap.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "32")))
+    ap.add_argument("--sizes", default="1,100,10000")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="craftlb-bench-lb-"))
+    pidfiles: list[Path] = []
+    try:
+        pidfiles.append(start_haproxy(work, "backend", f"frontend backend\n    bind {BACKEND}:8080\n"
+                                      "    http-request return status 200 content-type text/plain string backend\n",
+                                      LOAD_CPUS))
+        pidfiles.append(start_haproxy(work, "bare", f"frontend bare\n    bind {BARE}:8080\n    default_backend b\n"
+                                      f"backend b\n    server s1 {BACKEND}:8080\n", PROXY_CPU))
+        # (name, url, hosts, pidfile)
+        targets: list[tuple[str, str, list[str], Path]] = []
+        print(f"== deploy (playbooks/deploy.yml, the loadbalancer role, from nothing; pinned to CPU {PROXY_CPU})")
+        # The 1-domain node again with features off: what they cost.
+        variants = [(n, f"{n} domains", {}) for n in sizes] + [
+            (1, "1 domain, log_requests off", {"loadbalancer_log_requests": False}),
+            (1, "1 domain, log off, stick off", {"loadbalancer_log_requests": False, "stick": False}),
+        ]
+        for i, (n, label, extra) in enumerate(variants):
+            node, took, hosts = deploy(work, n, f"127.81.1.{i + 1}", 17800 + i, extra)
+            pidfiles.append(node / "run/haproxy.pid")
+            maps = list((node / "etc/maps").glob("*.map"))
+            entries = sum(len(p.read_text().splitlines()) - 1 for p in maps)
+            cfg_lines = len((node / "etc/haproxy.cfg").read_text().splitlines())
+            print(f"  node, {label:30s} {took:5.1f} s; haproxy.cfg {cfg_lines} lines, {len(maps)} maps, {entries} map entries")
+            targets.append((f"node, {label}", f"http://127.81.1.{i + 1}:8080/", hosts, node / "run/haproxy.pid"))
+            if i == 0:
+                targets.insert(0, ("bare haproxy proxy", f"http://{BARE}:8080/", hosts, pidfiles[1]))
+        time.sleep(2)  # first health checks
+
+        print(f"== {args.connections} connections, {args.seconds} s per run, {args.rounds} rounds, targets alternating; "
+              f"{WRKS} wrk -t1 at once (one Host each) and the backend on CPU {LOAD_CPUS}")
+        results: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+        errors: dict[tuple[str, bool], list[str]] = {}
+        for close in (False, True):
+            for _ in range(args.rounds):
+                for name, url, hosts, pidfile in targets:
+                    rps, err, us = wrk(url, hosts, close, args.seconds, args.connections, proxy_pids(pidfile))
+                    results.setdefault((name, close), []).append((rps, us))
+                    if err:
+                        errors.setdefault((name, close), []).append(err)
+        for close in (False, True):
+            print(f"  {'new connection per request' if close else 'keep-alive'}:")
+            bare = statistics.median(r for r, _ in results[(targets[0][0], close)])
+            one = statistics.median(r for r, _ in results[(targets[1][0], close)])
+            for name, *_ in targets:
+                runs = results[(name, close)]
+                med = statistics.median(r for r, _ in runs)
+                us = statistics.median(u for _, u in runs)
+                rel = "" if name == targets[0][0] else f"  {med / bare:5.3f} x bare, {med / one:5.3f} x 1 domain"
+                print(f"    {name:38s} {med:7.0f} req/s, {us:5.1f} us CPU/req "
+                      f"(runs {', '.join(f'{r:.0f}' for r, _ in runs)}){rel}")
+                for e in errors.get((name, close), []):
+                    print(f"      errors: {e}")
+
+        big = work / f"node-{len(sizes) - 1}"
+        checks = check_time(big, 10)
+        print(f"== haproxy -c at {sizes[-1]} domains: median {statistics.median(checks) * 1000:.0f} ms "
+              f"(min {min(checks) * 1000:.0f}, max {max(checks) * 1000:.0f}, 10 runs)")
+        reloads = reload_time(big, 10)
+        print(f"== reload at {sizes[-1]} domains (SIGUSR2 -> new worker listed by the master): median "
+              f"{statistics.median(reloads) * 1000:.0f} ms (min {min(reloads) * 1000:.0f}, max {max(reloads) * 1000:.0f}, 10 runs)")
+    finally:
+        for pidfile in pidfiles:
+            try:
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.3)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
