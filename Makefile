@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help setup build lint test unit integration molecule demo bench bench-lambda bench-lb bench-scalein dist emulator lock clean
+.PHONY: help setup build lint sanity test unit integration molecule demo bench bench-lambda bench-lb bench-scalein bench-collection dist collection emulator lock clean
 
 help:
 	@echo "make demo        launch-lb.yml on the embedded emulator: nodes serve HTTP/TLS, scale out and in, teardown"
@@ -14,8 +14,11 @@ help:
 	@echo "make bench       module benchmarks (figures, not assertions)"
 	@echo "make bench-lambda  lifecycle Lambda: calls per event, latency, init, RSS, burst"
 	@echo "make bench-lb    load balancer node: req/s vs direct, reloads under load, update_peers time"
+	@echo "make bench-collection  the collection's size; a task by FQCN vs from library/"
 	@echo "make bench-scalein  scale-in 3 -> 1 under load, DNS-caching clients: failed requests, drain times"
-	@echo "make dist        arm64 Lambda zip, smoke-tested under qemu (slow: ~10 min clean)"
+	@echo "make collection  dist/craftlb-aws-<version>.tar.gz for x86_64 and arm64 (runs make dist)"
+	@echo "make dist        arm64 modules and Lambda, tested under qemu (slow: ~15 min clean)"
+	@echo "make sanity      ansible-test sanity on the installed collection"
 	@echo "make emulator    run the AWS emulator in the foreground"
 	@echo "make setup       install Debian packages, the Rust target, the Python venv"
 
@@ -29,6 +32,10 @@ lint: build
 	cargo fmt --all -- --check
 	scripts/cargo.sh clippy --all-targets -- -D warnings
 	.venv/bin/ansible-lint --profile production --offline -q playbooks roles tests/integration
+	scripts/sanity.sh
+
+sanity: build
+	scripts/sanity.sh
 
 unit: build
 	scripts/cargo.sh test --lib --bins
@@ -41,10 +48,10 @@ test: setup build lint
 	$(MAKE) --no-print-directory molecule
 
 # Role scenarios on this machine: loadbalancer (haproxy on 127.0.77.x /
-# 127.0.78.x), update-route53-from-lambda (against the embedded emulator).
+# 127.0.78.x), update_route53_from_lambda (against the embedded emulator).
 molecule: build
 	cd roles/loadbalancer && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
-	cd roles/update-route53-from-lambda && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
+	cd roles/update_route53_from_lambda && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
 	cd roles/autoscaling && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
 
 demo: build
@@ -62,8 +69,15 @@ bench-lb: build
 bench-scalein: build
 	@scripts/bench-scalein.sh
 
+bench-collection: build
+	@scripts/bench-collection.sh
+
 dist: build
 	@scripts/dist.sh
+
+# The two-architecture tarball: make dist builds arm64, tests it under qemu
+# and packs the collection (dist/craftlb-aws-<version>.tar.gz).
+collection: dist
 
 emulator: setup
 	.venv/bin/python tests/emulator/server.py --port $${PORT:-5000}

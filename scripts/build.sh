@@ -9,6 +9,9 @@ target=$(cat .stamps/target)
 out="${CARGO_TARGET_DIR:-target}/$target/release"
 mkdir -p bin library
 install -m 0755 "$out/craftlb-modules" bin/craftlb-modules.new && mv -f bin/craftlb-modules.new bin/craftlb-modules
+# The same file under its platform name, as the collection and the node
+# bundle pick binaries by CPU (make dist adds the aarch64 one).
+ln -f bin/craftlb-modules "bin/craftlb_modules_linux_$(uname -m)"
 modules=$(sed -n 's/^ *pub const NAME: &str = "\([a-z0-9_]*\)";/\1/p' modules/src/*.rs | sort)
 # Links from an earlier build whose module is gone go too.
 for f in library/*; do

@@ -45,6 +45,10 @@ pub static SPEC: Spec = Spec {
         Param::list("exclude", Type::Str)
             .default(Default::List(&["__pycache__", "molecule", ".git"]))
             .doc(&["Names of files or directories (any path component) left out."]),
+        Param::dict("rename").default(Default::EmptyDict).doc(&[
+            "Archive names changed: a name among the I(paths)' entries => the name it is stored under \
+             (e.g. the node's binary for its CPU stored under the one name its library links point to).",
+        ]),
         Param::dict("files").default(Default::EmptyDict).doc(&[
             "Generated files: archive name => text content, mode 0600. Added after I(paths); a name may \
              not be one of theirs.",
@@ -59,6 +63,7 @@ struct Args {
     root: PathBuf,
     paths: Vec<String>,
     exclude: Vec<String>,
+    rename: BTreeMap<String, String>,
     files: Map<String, Value>,
 }
 
@@ -143,6 +148,26 @@ fn walk(
     Ok(())
 }
 
+/// Moves entries to other archive names; a name must exist and its new name
+/// must not (no entry silently replaced).
+pub fn rename(
+    entries: &mut BTreeMap<String, Entry>,
+    renames: &BTreeMap<String, String>,
+) -> Result<(), Failure> {
+    for (from, to) in renames {
+        if entries.contains_key(to) {
+            return Err(Failure::msg(format!(
+                "rename: '{from}' => '{to}', but '{to}' is one of the paths' entries too"
+            )));
+        }
+        let entry = entries.remove(from).ok_or_else(|| {
+            Failure::msg(format!("rename: '{from}' is not one of the paths' entries"))
+        })?;
+        entries.insert(to.clone(), entry);
+    }
+    Ok(())
+}
+
 /// The archive bytes: the same entries give the same bytes.
 pub fn archive(entries: &BTreeMap<String, Entry>) -> Result<Vec<u8>, Failure> {
     let io = |e: std::io::Error| Failure::msg(format!("build the bundle: {e}"));
@@ -213,6 +238,7 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Failure> {
 pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     let a: Args = ctx.params.typed()?;
     let mut entries = collect(&a.root, &a.paths, &a.exclude)?;
+    rename(&mut entries, &a.rename)?;
     for (name, content) in &a.files {
         if entries.contains_key(name) {
             return Err(Failure::msg(format!(
@@ -347,5 +373,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn rename_moves_an_entry_and_never_overwrites_one() {
+        let d = tree();
+        let mut e = collect(d.path(), &paths(), &[]).unwrap_or_else(|f| panic!("{}", f.msg));
+        let tool = e.get("bin/tool").cloned();
+        let moved = BTreeMap::from([("bin/tool".to_owned(), "bin/other".to_owned())]);
+        rename(&mut e, &moved).unwrap_or_else(|f| panic!("{}", f.msg));
+        assert_eq!(e.get("bin/other"), tool.as_ref());
+        assert!(!e.contains_key("bin/tool"));
+        // Gone now, so renaming it again names it.
+        assert!(rename(&mut e, &moved).is_err_and(|f| f.msg.contains("'bin/tool'")));
+        let clash = BTreeMap::from([("bin/other".to_owned(), "library/mod".to_owned())]);
+        assert!(rename(&mut e, &clash).is_err_and(|f| f.msg.contains("'library/mod' is one of")));
+        assert!(
+            e.contains_key("bin/other"),
+            "a refused rename keeps the entry"
+        );
     }
 }

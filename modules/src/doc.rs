@@ -54,7 +54,12 @@ pub fn options(spec: &Spec, indent: usize) -> String {
             out.push_str(&format!("{pad}  required: true\n"));
         }
         if let Some(d) = p.default {
-            out.push_str(&format!("{pad}  default: {}\n", d.to_value()));
+            // Lists in YAML flow style with yamllint's spacing; JSON for the rest.
+            let shown = match d.to_value() {
+                Value::Array(items) => flow(items.iter().map(ToString::to_string)),
+                v => v.to_string(),
+            };
+            out.push_str(&format!("{pad}  default: {shown}\n"));
         }
         if !p.choices.is_empty() {
             let list = flow(p.choices.iter().map(|c| choice(p, c)));

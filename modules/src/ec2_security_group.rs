@@ -55,7 +55,7 @@ static RULE: Spec = Spec {
             .doc(&[
                 "C(tcp), C(udp), C(icmp), C(icmpv6), C(all) (or C(-1)), or an IP protocol number.",
             ]),
-        Param::new("ports", Type::List).doc(&[
+        Param::list("ports", Type::Raw).doc(&[
             "Ports and ranges: C(80), C(\"8000-8100\"). Each is one rule. Or use I(from_port)/I(to_port).",
         ]),
         Param::int("from_port").doc(&["First port of the range (ICMP: the type)."]),

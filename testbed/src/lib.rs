@@ -2,6 +2,8 @@
 //! loopback port, the scenario driver, and ansible-playbook wired to the
 //! binaries under test.
 
+pub mod licences;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -19,7 +21,7 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-fn venv_bin(tool: &str) -> PathBuf {
+pub fn venv_bin(tool: &str) -> PathBuf {
     let p = repo_root().join(".venv/bin").join(tool);
     assert!(
         p.exists(),

@@ -1,0 +1,209 @@
+//! The craftlb.aws collection as a user gets it: built by
+//! scripts/collection.sh from this build's binaries, installed offline with
+//! ansible-galaxy into a temporary directory, and used by FQCN from a
+//! playbook there, with nothing of the repository on Ansible's paths.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use craftlb_testbed as support;
+use support::{Emulator, assert_success};
+
+struct Installed {
+    dir: tempfile::TempDir,
+}
+
+impl Installed {
+    fn collections(&self) -> PathBuf {
+        self.dir.path().join("collections")
+    }
+
+    fn play_dir(&self) -> PathBuf {
+        self.dir.path().join("play")
+    }
+
+    /// An Ansible tool run from the play directory: no ansible.cfg, no
+    /// library/, roles or collections of the repository.
+    fn tool(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(support::venv_bin(tool));
+        cmd.current_dir(self.play_dir())
+            .env_remove("ANSIBLE_CONFIG")
+            .env_remove("ANSIBLE_LIBRARY")
+            .env_remove("ANSIBLE_ROLES_PATH")
+            .env("ANSIBLE_COLLECTIONS_PATH", self.collections())
+            .env("ANSIBLE_COLLECTIONS_SCAN_SYS_PATH", "false")
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join(".ansible-tmp"))
+            .env(
+                "ANSIBLE_REMOTE_TEMP",
+                self.dir.path().join(".ansible-remote"),
+            )
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
+        cmd
+    }
+}
+
+fn run(what: &str, cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert_success(what, &out);
+    out
+}
+
+/// Builds the host-only collection from this test build and installs it.
+fn install() -> Installed {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out_dir = dir.path().join("dist");
+    let built = run(
+        "scripts/collection.sh",
+        Command::new(support::repo_root().join("scripts/collection.sh"))
+            .arg("--host-only")
+            .arg("--modules-bin")
+            .arg(support::workspace_bin("craftlb-modules"))
+            .arg("--bootstrap")
+            .arg(support::workspace_bin("bootstrap"))
+            .arg("--output")
+            .arg(&out_dir),
+    );
+    let tarball = std::fs::read_dir(&out_dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "gz"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no tarball in {}: {}",
+                out_dir.display(),
+                String::from_utf8_lossy(&built.stdout)
+            )
+        });
+    let installed = Installed { dir };
+    std::fs::create_dir_all(installed.play_dir()).unwrap_or_else(|e| panic!("{e}"));
+    run(
+        "ansible-galaxy collection install",
+        installed
+            .tool("ansible-galaxy")
+            .args(["collection", "install", "--offline", "-p"])
+            .arg(installed.collections())
+            .arg(&tarball),
+    );
+    installed
+}
+
+fn copy_plays(to: &Path) {
+    let src = support::repo_root().join("tests/collection");
+    for e in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{e}")) {
+        let p = e.unwrap_or_else(|e| panic!("{e}")).path();
+        if let Some(name) = p.file_name() {
+            std::fs::copy(&p, to.join(name)).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn installed_collection_runs_every_module_by_fqcn() {
+    let inst = install();
+    let play = inst.play_dir();
+    copy_plays(&play);
+    std::fs::create_dir_all(play.join("src")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(play.join("src/hello.txt"), "hello\n").unwrap_or_else(|e| panic!("{e}"));
+    let root = inst.collections().join("ansible_collections/craftlb/aws");
+    let emulator = Emulator::start();
+    let net = support::scenario(&emulator, &["network"]);
+    let subnets = net["subnets"].to_string();
+    let image = net["image_id"].as_str().unwrap_or_default().to_owned();
+    let out = run(
+        "fqcn.yml from outside the repository",
+        inst.tool("ansible-playbook")
+            .arg("fqcn.yml")
+            .arg("-e")
+            .arg(format!("emulator_url={}", emulator.url))
+            .arg("-e")
+            .arg(format!("{{\"subnets\": {subnets}}}"))
+            .arg("-e")
+            .arg(format!("image_id={image}"))
+            .arg("-e")
+            .arg(format!(
+                "bootstrap={}",
+                root.join("dist/lambda/x86_64/bootstrap").display()
+            ))
+            .arg("-e")
+            .arg(format!("work={}", play.display())),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("failed=0"), "{stdout}");
+    // Both passes and the teardown's two rounds asserted (four assert tasks).
+    assert_eq!(
+        stdout.matches("All assertions passed").count(),
+        4,
+        "{stdout}"
+    );
+
+    // Every module's documentation by FQCN.
+    let names: Vec<&str> = craftlb_modules::MODULES.iter().map(|m| m.name).collect();
+    for name in &names {
+        let doc = run(
+            &format!("ansible-doc craftlb.aws.{name}"),
+            inst.tool("ansible-doc").arg(format!("craftlb.aws.{name}")),
+        );
+        let text = String::from_utf8_lossy(&doc.stdout);
+        assert!(
+            text.contains(&format!("craftlb.aws.{name}")) && text.contains("EXAMPLES"),
+            "{text}"
+        );
+    }
+    let list = run(
+        "ansible-doc -l craftlb.aws",
+        inst.tool("ansible-doc").args(["-l", "craftlb.aws"]),
+    );
+    let listed = String::from_utf8_lossy(&list.stdout);
+    for name in &names {
+        assert!(
+            listed.contains(&format!("craftlb.aws.{name} ")),
+            "{name} not listed: {listed}"
+        );
+    }
+}
+
+/// The action plugin names what is wrong when no binary fits the host.
+#[test]
+fn a_host_without_a_matching_binary_fails_with_the_reason() {
+    let inst = install();
+    let play = inst.play_dir();
+    std::fs::write(
+        play.join("arch.yml"),
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - craftlb.aws.update_peers:\n        peers_file: /nonexistent/peers.cfg\n        local_peer: a\n        peers: [{name: a, address: 10.0.0.1}]\n        reload: false\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let other = if std::env::consts::ARCH == "x86_64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    for (arch, expect) in [
+        (
+            "sparc64",
+            "built for Linux x86_64 and aarch64; the host reports architecture 'sparc64'"
+                .to_owned(),
+        ),
+        (other, format!("has no {other} binary")),
+    ] {
+        let out = inst
+            .tool("ansible-playbook")
+            .arg("arch.yml")
+            .arg("-e")
+            .arg(format!("craftlb_module_arch={arch}"))
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{arch}: {stdout}");
+        assert!(
+            stdout.contains(&expect),
+            "{arch}: expected {expect:?} in {stdout}"
+        );
+    }
+}
