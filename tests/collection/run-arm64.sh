@@ -26,7 +26,8 @@ if [[ ! -e $binfmt/qemu-aarch64 ]]; then
   registered=true
 fi
 
-"$repo/.venv/bin/ansible-galaxy" collection install --offline -p "$work/collections" "$tarball" >/dev/null
+"$repo/.venv/bin/ansible-galaxy" collection install --offline -p "$work/collections" "$tarball" > "$work/install.log" 2>&1 \
+  || { cat "$work/install.log"; exit 1; }
 coll=$work/collections/ansible_collections/craftlb/aws
 mkdir -p "$work/play/src"
 cp tests/collection/*.yml "$work/play/"
