@@ -101,7 +101,14 @@ mkdir -p "$c/tests/sanity"
   done
 } > "$c/tests/sanity/ignore-$core.txt"
 for m in $modules; do
-  "$modules_bin" --ansible-doc "$m" > "$c/plugins/modules/$m.yml"
+  # The EXAMPLES call modules by FQCN, as a collection's must (the same
+  # examples run as written, by short name, in modules/tests/docs.rs).
+  "$modules_bin" --ansible-doc "$m" | awk -v mods="$(echo $modules | tr ' ' '|')" '
+    /^EXAMPLES:/ { ex = 1 } /^RETURN:/ { ex = 0 }
+    ex && match($0, "^ +(- )?(" mods "):( |$)") {
+      line = $0; sub(/^ +(- )?/, "&craftlb.aws.", line); $0 = line
+    }
+    { print }' > "$c/plugins/modules/$m.yml"
   cat > "$c/plugins/action/$m.py" <<EOF
 # -*- coding: utf-8 -*-
 # Copyright: craftlb developers
