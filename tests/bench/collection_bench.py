@@ -12,14 +12,11 @@ time per task of each (figures, never assertions).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import timed_play
+
 CHECK = {"health_check_name": "bench", "use_unique_names": True, "type": "TCP",
          "ip_address": "198.51.100.1", "port": 443}
 
@@ -43,21 +40,13 @@ def main() -> int:
                 for m in ("route53_healthcheck", "craftlb.aws.route53_healthcheck")}
     play = [{"name": "FQCN vs library", "hosts": "localhost", "gather_facts": False,
              "module_defaults": defaults, "tasks": body}]
-    (work / "play.yml").write_text(json.dumps(play))
-    env = dict(os.environ, CRAFTLB_TASK_TIMES=str(work / "times.json"),
-               ANSIBLE_COLLECTIONS_PATH=args.collections, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "tests/bench/callback_plugins"),
-               ANSIBLE_CALLBACKS_ENABLED="task_times")
-    out = subprocess.run([str(ROOT / ".venv/bin/ansible-playbook"), str(work / "play.yml")], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stdout[-4000:], out.stderr[-2000:])
+    times = timed_play.run(play, work, ANSIBLE_COLLECTIONS_PATH=args.collections,
+                           ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false")
+    if times is None:
         return 1
-    times = json.loads((work / "times.json").read_text())
 
     def stats(prefix: str) -> tuple[float, float]:
-        xs = sorted(t["seconds"] for t in times if t["name"].startswith(prefix))
-        return statistics.median(xs), xs[min(len(xs) - 1, round(0.9 * (len(xs) - 1)))]
+        return timed_play.stats(times, prefix)
 
     ping, _ = stats("ping ")
     lib, lib90 = stats("library ")

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import timed_play
+
 TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 # The iam_role bench makes this role before the lambda prelude needs it.
@@ -142,20 +140,12 @@ def main() -> int:
     defaults = {m: {"endpoint_url": ep, "region": "us-east-1"} for m in plan}
     play = [{"name": "Module bench", "hosts": "localhost", "gather_facts": False,
              "module_defaults": defaults, "tasks": body}]
-    (work / "play.yml").write_text(json.dumps(play))
-    env = dict(os.environ, CRAFTLB_TASK_TIMES=str(work / "times.json"),
-               ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "tests/bench/callback_plugins"),
-               ANSIBLE_CALLBACKS_ENABLED="task_times")
-    out = subprocess.run([str(ROOT / ".venv/bin/ansible-playbook"), str(work / "play.yml")], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stdout[-4000:], out.stderr[-2000:])
+    times = timed_play.run(play, work)
+    if times is None:
         return 1
-    times = json.loads((work / "times.json").read_text())
 
     def stats(prefix: str) -> tuple[float, float]:
-        xs = sorted(t["seconds"] for t in times if t["name"].startswith(prefix))
-        return statistics.median(xs), xs[min(len(xs) - 1, round(0.9 * (len(xs) - 1)))]
+        return timed_play.stats(times, prefix)
 
     ping_med, ping_p90 = stats("ping ")
     print(f"  ansible.builtin.ping:  median {ping_med * 1000:4.0f} ms, p90 {ping_p90 * 1000:4.0f} ms")
