@@ -4,7 +4,8 @@
 #     through nodes mapping 1, 100 and 10,000 domains and through a bare
 #     haproxy proxy, keep-alive and a new connection per request; the node
 #     with per-request logs and stickiness off; haproxy -c and reload time at
-#     10,000 domains
+#     10,000 domains; then the same proxies' instructions per request under
+#     callgrind (deterministic, so 5 % differences show)
 #  2. failed requests under load across 20 peer-change reloads
 #  3. update_peers wall time (hyperfine) when nothing changed and when a
 #     peer changed, against the emulator's group (IMDS included)
@@ -30,6 +31,12 @@ echo "  $(wrk -v 2>&1 | head -n 1)"
 echo "  $(nproc) CPUs"
 
 .venv/bin/python tests/bench/lb_scale_bench.py
+# The same proxies' instructions per request (callgrind: unaffected by the
+# VM's CPU steal). valgrind is a bench-only Debian package.
+if ! command -v valgrind >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
+.venv/bin/python tests/bench/lb_scale_bench.py --callgrind "${BENCH_CALLGRIND_REQUESTS:-4000}"
 
 # The node: instance 1 of a 3-instance group whose private IPs are loopback addresses.
 "${S[@]}" world --no-hooks --group bench-asg --subnet-cidr 127.80.1.0/24 >/dev/null

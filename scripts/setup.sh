@@ -67,4 +67,5 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.craftlb-stamp 2>/dev/null)" != "$wa
   .venv/bin/pip install -q --disable-pip-version-check -r "$lock"
   echo "$want" > .venv/.craftlb-stamp
 fi
-log "ok: target $target, $(.venv/bin/python -V), $(.venv/bin/ansible --version | head -1)"
+# (sed reads to the end: head would close the pipe under ansible's feet.)
+log "ok: target $target, $(.venv/bin/python -V), $(.venv/bin/ansible --version | sed -n 1p)"

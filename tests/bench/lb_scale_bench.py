@@ -25,7 +25,15 @@ Also: the deploy (Ansible) time per node, `haproxy -c` time and reload time
 (SIGUSR2 to the new worker listed by the master) at 10,000 domains.
 Figures, not assertions.
 
-  lb_scale_bench.py [--seconds N] [--rounds R] [--connections C] [--sizes 1,100,10000]
+With --callgrind N, each proxy instead runs (in the foreground, same
+arguments) under valgrind's callgrind, and serves N keep-alive requests and
+N/4 requests on new connections from a plain client; the instructions
+haproxy executed for them (counters zeroed after a warm-up, dumped after the
+requests), per request, and the simulated cache misses. Instruction counts
+do not depend on what else the machine does (this VM has ~25 % CPU steal,
+so req/s runs spread by 10-15 %), which makes a 5 % difference measurable.
+
+  lb_scale_bench.py [--seconds N] [--rounds R] [--connections C] [--sizes 1,100,10000] [--callgrind N]
 """
 
 from __future__ import annotations
@@ -203,12 +211,118 @@ def check_time(node: Path, runs: int) -> list[float]:
     return times
 
 
+def http_requests(address: str, host: str, count: int, keep_alive: bool) -> None:
+    """`count` GETs through the proxy, on one connection or one each."""
+    import http.client
+    conn = None
+    for _ in range(count):
+        if conn is None:
+            conn = http.client.HTTPConnection(address, 8080, timeout=120)
+        conn.request("GET", "/", headers={"Host": host, **({} if keep_alive else {"Connection": "close"})})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200 or body != b"backend":
+            sys.exit(f"{address} answered {resp.status} {body[:80]!r} for Host {host}")
+        if not keep_alive:
+            conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+
+
+def callgrind_counts(work: Path, name: str, argv: list[str], address: str, host: str,
+                     count: int) -> dict[str, tuple[int, int, int]]:
+    """Runs argv (a foreground haproxy) under callgrind; per mode, the
+    instructions, D1 misses and LL misses of `count` requests (N/4 with a
+    new connection each)."""
+    out = work / f"callgrind.{name}"
+    taskset, cpu, *cmd = argv
+    proc = subprocess.Popen([taskset, cpu, "valgrind", "--tool=callgrind", "--cache-sim=yes",
+                             f"--callgrind-out-file={out}.%p", *cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                socket.create_connection((address, 8080), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"{name} did not start under valgrind: {proc.stderr.read() if proc.stderr else ''}")
+                time.sleep(0.5)
+        result = {}
+        for mode, n, keep in (("keep-alive", count, True), ("new connection", max(1, count // 4), False)):
+            http_requests(address, host, 50, keep)  # warm-up: first-use allocations out of the count
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+            http_requests(address, host, n, keep)
+            subprocess.run(["callgrind_control", "-d", mode.replace(" ", "-"), str(proc.pid)], check=True,
+                           capture_output=True)
+            dumps = sorted(work.glob(f"callgrind.{name}.{proc.pid}.*"), key=lambda p: p.stat().st_mtime)
+            totals = next(line for line in dumps[-1].read_text().splitlines() if line.startswith(("totals:", "summary:")))
+            events = next(line for line in dumps[-1].read_text().splitlines() if line.startswith("events:")).split()[1:]
+            values = dict(zip(events, (int(v) for v in totals.split()[1:])))
+            d1 = values.get("D1mr", 0) + values.get("D1mw", 0)
+            ll = values.get("DLmr", 0) + values.get("DLmw", 0) + values.get("ILmr", 0)
+            result[mode] = (values["Ir"] // n, d1 // n, ll // n)
+        return result
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def foreground_argv(pidfile: Path) -> list[str]:
+    """The arguments of a running master-worker haproxy, for the same proxy
+    in the foreground (-db: no daemon, no master), pinned to the proxy CPU."""
+    master = int(pidfile.read_text().split()[0])
+    argv = Path(f"/proc/{master}/cmdline").read_bytes().decode().split("\0")[:-1]
+    keep, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("-p", "-S"):
+            skip = True
+        elif a not in ("-W", "-D"):
+            keep.append(a)
+    return keep + ["-db"]
+
+
+def callgrind_run(work: Path, targets: list[tuple[str, str, list[str], Path]], count: int) -> None:
+    print(f"== instructions per request under callgrind ({count} keep-alive, {max(1, count // 4)} new-connection "
+          "requests per proxy, one client, after 50 warm-up requests)")
+    rows = []
+    for i, (name, url, hosts, pidfile) in enumerate(targets):
+        address = url.split("//")[1].split(":")[0]
+        if i == 0:
+            argv = ["haproxy", "-db", "-f", str(work / "bare.cfg")]
+        else:
+            argv = foreground_argv(pidfile)
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+        time.sleep(1)
+        # Pinned as in the wrk runs, so haproxy runs one thread here too.
+        counts = callgrind_counts(work, f"t{i}", ["taskset", "-c", PROXY_CPU, *argv], address, hosts[-1], count)
+        rows.append((name, counts))
+    base = dict(rows[0][1])
+    one = dict(rows[1][1])
+    for mode in ("keep-alive", "new connection"):
+        print(f"  {mode} (Host {targets[1][2][-1]} for the 1-domain nodes, the last of the list otherwise):")
+        for name, counts in rows:
+            ir, d1, ll = counts[mode]
+            rel = "" if name == rows[0][0] else f"  {base[mode][0] / ir:5.3f} x bare, {one[mode][0] / ir:5.3f} x 1 domain"
+            print(f"    {name:38s} {ir:8d} instructions/req, D1 misses {d1:5d}, LL misses {ll:4d}{rel}")
+    print("  (x bare / x 1 domain: the inverse ratio of instructions, i.e. the req/s ratio at equal cost per instruction)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     ap.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "32")))
     ap.add_argument("--sizes", default="1,100,10000")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N",
+                    help="count instructions per request under callgrind (N requests) instead of wrk runs")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -239,6 +353,9 @@ def main() -> None:
             if i == 0:
                 targets.insert(0, ("bare haproxy proxy", f"http://{BARE}:8080/", hosts, pidfiles[1]))
         time.sleep(2)  # first health checks
+        if args.callgrind:
+            callgrind_run(work, targets, args.callgrind)
+            return
 
         print(f"== {args.connections} connections, {args.seconds} s per run, {args.rounds} rounds, targets alternating; "
               f"{WRKS} wrk -t1 at once (one Host each) and the backend on CPU {LOAD_CPUS}")
