@@ -230,15 +230,15 @@ def http_requests(address: str, host: str, count: int, keep_alive: bool) -> None
         conn.close()
 
 
-def callgrind_counts(work: Path, name: str, argv: list[str], address: str, host: str,
-                     count: int) -> dict[str, tuple[int, int, int]]:
-    """Runs argv (a foreground haproxy) under callgrind; per mode, the
-    instructions, D1 misses and LL misses of `count` requests (N/4 with a
-    new connection each)."""
+def callgrind_counts(work: Path, name: str, argv: list[str], address: str, hosts: list[str],
+                     count: int) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """Runs argv (a foreground haproxy) under callgrind; per mode and Host,
+    the instructions, D1 misses and LL misses of `count` requests (N/4 with
+    a new connection each)."""
     out = work / f"callgrind.{name}"
-    taskset, cpu, *cmd = argv
-    proc = subprocess.Popen([taskset, cpu, "valgrind", "--tool=callgrind", "--cache-sim=yes",
-                             f"--callgrind-out-file={out}.%p", *cmd], stdout=subprocess.DEVNULL,
+    # Pinned as in the wrk runs, so haproxy runs one thread here too.
+    proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, "valgrind", "--tool=callgrind", "--cache-sim=yes",
+                             f"--callgrind-out-file={out}.%p", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -251,7 +251,9 @@ def callgrind_counts(work: Path, name: str, argv: list[str], address: str, host:
                     sys.exit(f"{name} did not start under valgrind: {proc.stderr.read() if proc.stderr else ''}")
                 time.sleep(0.5)
         result = {}
-        for mode, n, keep in (("keep-alive", count, True), ("new connection", max(1, count // 4), False)):
+        for (mode, n, keep), host in ((m, h) for m in (("keep-alive", count, True),
+                                                        ("new connection", max(1, count // 4), False))
+                                      for h in hosts):
             http_requests(address, host, 50, keep)  # warm-up: first-use allocations out of the count
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
             http_requests(address, host, n, keep)
@@ -263,7 +265,7 @@ def callgrind_counts(work: Path, name: str, argv: list[str], address: str, host:
             values = dict(zip(events, (int(v) for v in totals.split()[1:])))
             d1 = values.get("D1mr", 0) + values.get("D1mw", 0)
             ll = values.get("DLmr", 0) + values.get("DLmw", 0) + values.get("ILmr", 0)
-            result[mode] = (values["Ir"] // n, d1 // n, ll // n)
+            result[(mode, host)] = (values["Ir"] // n, d1 // n, ll // n)
         return result
     finally:
         proc.terminate()
@@ -298,20 +300,30 @@ def callgrind_run(work: Path, targets: list[tuple[str, str, list[str], Path]], c
         if i == 0:
             argv = ["haproxy", "-db", "-f", str(work / "bare.cfg")]
         else:
+            # Without chroot and user: callgrind_control talks to valgrind
+            # through a FIFO in /tmp, which a chrooted haproxy cannot see.
+            # Neither changes what a request costs.
             argv = foreground_argv(pidfile)
+            cfg = Path(argv[argv.index("-f") + 1])
+            plain = work / f"t{i}-haproxy.cfg"
+            plain.write_text("".join(line for line in cfg.read_text().splitlines(keepends=True)
+                                     if line.split()[:1] not in (["chroot"], ["user"], ["group"])))
+            argv[argv.index("-f") + 1] = str(plain)
         os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
         time.sleep(1)
-        # Pinned as in the wrk runs, so haproxy runs one thread here too.
-        counts = callgrind_counts(work, f"t{i}", ["taskset", "-c", PROXY_CPU, *argv], address, hosts[-1], count)
-        rows.append((name, counts))
-    base = dict(rows[0][1])
-    one = dict(rows[1][1])
+        # An exact name and a name under a wildcard (the last of each list).
+        kinds = list(dict.fromkeys([hosts[0], hosts[-1]])) if i else [hosts[0]]
+        rows.append((name, kinds, callgrind_counts(work, f"t{i}", argv, address, kinds, count)))
     for mode in ("keep-alive", "new connection"):
-        print(f"  {mode} (Host {targets[1][2][-1]} for the 1-domain nodes, the last of the list otherwise):")
-        for name, counts in rows:
-            ir, d1, ll = counts[mode]
-            rel = "" if name == rows[0][0] else f"  {base[mode][0] / ir:5.3f} x bare, {one[mode][0] / ir:5.3f} x 1 domain"
-            print(f"    {name:38s} {ir:8d} instructions/req, D1 misses {d1:5d}, LL misses {ll:4d}{rel}")
+        print(f"  {mode}:")
+        base = rows[0][2][(mode, rows[0][1][0])][0]
+        one = rows[1][2][(mode, rows[1][1][0])][0]
+        for name, kinds, counts in rows:
+            for host in kinds:
+                ir, d1, ll = counts[(mode, host)]
+                label = name if name == rows[0][0] else f"{name}, Host {host}"
+                rel = "" if name == rows[0][0] else f"  {base / ir:5.3f} x bare, {one / ir:5.3f} x 1 domain"
+                print(f"    {label:58s} {ir:6d} instr/req, D1 misses {d1:4d}, LL misses {ll:3d}{rel}")
     print("  (x bare / x 1 domain: the inverse ratio of instructions, i.e. the req/s ratio at equal cost per instruction)")
 
 
