@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 source scripts/emulator-env.sh
 trap 'kill $emu_pid 2>/dev/null; wait $emu_pid 2>/dev/null; rm -rf "$emu_dir" "$work"' EXIT
-version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+version=$(scripts/version.sh)
 two=dist/craftlb-aws-$version.tar.gz
 if [[ -f $two ]]; then tarball=$two; else
   scripts/collection.sh --host-only --output "$work/dist" >/dev/null

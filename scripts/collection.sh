@@ -35,8 +35,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
-[[ -n $version ]] || { echo "collection: no version in Cargo.toml [workspace.package]" >&2; exit 1; }
+version=$(scripts/version.sh)
 host_arch=$(uname -m)
 case $host_arch in x86_64|aarch64) ;; *) echo "collection: unsupported build host $host_arch" >&2; exit 1 ;; esac
 other_arch=$([[ $host_arch == x86_64 ]] && echo aarch64 || echo x86_64)

@@ -83,4 +83,4 @@ PY
 
 echo "dist: the two-architecture collection, every module as aarch64 under qemu"
 scripts/collection.sh --output dist
-tests/collection/run-arm64.sh "dist/craftlb-aws-$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml).tar.gz"
+tests/collection/run-arm64.sh "dist/craftlb-aws-$(scripts/version.sh).tar.gz"
