@@ -12,7 +12,9 @@ install -m 0755 "$out/craftlb-modules" bin/craftlb-modules.new && mv -f bin/craf
 # The same file under its platform name, as the collection and the node
 # bundle pick binaries by CPU (make dist adds the aarch64 one).
 ln -f bin/craftlb-modules "bin/craftlb_modules_linux_$(uname -m)"
-modules=$(sed -n 's/^ *pub const NAME: &str = "\([a-z0-9_]*\)";/\1/p' modules/src/*.rs | sort)
+# The binary says which modules it holds (no second list to drift).
+modules=$(bin/craftlb-modules --list-modules | sort)
+[[ -n $modules ]] || { echo "build: bin/craftlb-modules lists no modules" >&2; exit 1; }
 # Links from an earlier build whose module is gone go too.
 for f in library/*; do
   [[ -L $f ]] && ! grep -qx "$(basename "$f")" <<<"$modules" && rm -f "$f" "$f.yml"

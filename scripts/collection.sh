@@ -57,7 +57,8 @@ trap 'rm -rf "$stage"' EXIT
 c=$stage/ansible_collections/craftlb/aws
 mkdir -p "$c/plugins/modules" "$c/plugins/action" "$c/plugins/plugin_utils" "$c/meta" "$c/dist/modules" "$c/roles"
 
-modules=$(sed -n 's/^ *pub const NAME: &str = "\([a-z0-9_]*\)";/\1/p' modules/src/*.rs | sort)
+modules=$("$modules_bin" --list-modules | sort)
+[[ -n $modules ]] || { echo "collection: $modules_bin lists no modules" >&2; exit 1; }
 cat > "$c/galaxy.yml" <<EOF
 namespace: craftlb
 name: aws
@@ -101,7 +102,7 @@ mkdir -p "$c/tests/sanity"
 } > "$c/tests/sanity/ignore-$core.txt"
 for m in $modules; do
   # The EXAMPLES call modules by FQCN, as a collection's must (the same
-  # examples run as written, by short name, in modules/tests/docs.rs).
+  # examples run as written, by short name, in modules/tests/suite/docs.rs).
   "$modules_bin" --ansible-doc "$m" | awk -v mods="$(echo $modules | tr ' ' '|')" '
     /^EXAMPLES:/ { ex = 1 } /^RETURN:/ { ex = 0 }
     ex && match($0, "^ +(- )?(" mods "):( |$)") {

@@ -966,6 +966,10 @@ impl Module {
 /// (what `make build` writes beside it as `<module>.yml`).
 pub const DOC_SWITCH: &str = "--ansible-doc";
 
+/// `craftlb-modules --list-modules`: the modules this binary holds, one name
+/// per line (what `make build` links into library/, what the tests run).
+pub const LIST_SWITCH: &str = "--list-modules";
+
 /// The module a run is for. One binary holds every module (busybox-style):
 /// Ansible names the copy it runs `AnsiballZ_<file name>`, and the systemd
 /// timer runs the installed file by its module name; `_ansible_module_name`
@@ -1005,6 +1009,12 @@ pub fn main(modules: &[&Module]) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if argv.get(1).map(String::as_str) == Some(LIST_SWITCH) {
+        for m in modules {
+            println!("{}", m.name);
+        }
+        return ExitCode::SUCCESS;
+    }
     if argv.get(1).map(String::as_str) == Some(DOC_SWITCH) {
         let wanted = argv.get(2).cloned().unwrap_or_default();
         return match modules.iter().find(|m| m.name == wanted) {

@@ -137,6 +137,29 @@ pub fn run_playbook_with(
         .unwrap_or_else(|e| panic!("cannot run ansible-playbook: {e}"))
 }
 
+/// The modules the multi-call binary of this build holds, as it lists
+/// them (`--list-modules`, what `make build` links into library/): tests
+/// run what the binary holds, not what the source says it should.
+pub fn module_names() -> Vec<String> {
+    let bin = workspace_bin("craftlb-modules");
+    let out = Command::new(&bin)
+        .arg("--list-modules")
+        .output()
+        .unwrap_or_else(|e| panic!("{} --list-modules: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "{} --list-modules failed: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(!names.is_empty(), "{} lists no modules", bin.display());
+    names
+}
+
 /// A library directory with every module of this build.
 pub fn all_modules(names: &[&str]) -> tempfile::TempDir {
     let bins: Vec<(String, String)> = names

@@ -109,6 +109,12 @@ fn ansible_doc_json(name: &str, lib: &std::path::Path) -> Value {
 }
 
 #[test]
+fn the_binary_lists_the_modules_it_holds() {
+    let source: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
+    assert_eq!(support::module_names(), source);
+}
+
+#[test]
 fn every_sidecar_doc_says_what_its_spec_says() {
     let bins: Vec<(&str, String)> = MODULES
         .iter()

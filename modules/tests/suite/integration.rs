@@ -423,8 +423,8 @@ fn https_endpoints_are_verified_against_the_platform_trust_store() {
 }
 
 fn module_library() -> tempfile::TempDir {
-    let names: Vec<&str> = craftlb_modules::MODULES.iter().map(|m| m.name).collect();
-    support::all_modules(&names)
+    let names = support::module_names();
+    support::all_modules(&names.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn target(name: &str, emulator: &Emulator, vars: &[(&str, &str)]) {

@@ -144,7 +144,7 @@ fn installed_collection_runs_every_module_by_fqcn() {
     );
 
     // Every module's documentation by FQCN.
-    let names: Vec<&str> = craftlb_modules::MODULES.iter().map(|m| m.name).collect();
+    let names = support::module_names();
     for name in &names {
         let doc = run(
             &format!("ansible-doc craftlb.aws.{name}"),
