@@ -75,7 +75,7 @@ echo "== 20 peer-change reloads under load (update_peers, static peers toggled)"
 args() { # with or without a second peer
   local peers="{\"name\": \"$id\", \"address\": \"$ip\"}"
   [[ $1 == 2 ]] && peers="$peers, {\"name\": \"i-bench\", \"address\": \"127.80.1.250\"}"
-  echo "{\"peers_file\": \"$work/node/etc/peers.cfg\", \"validate_with\": [\"$work/node/etc/haproxy.cfg\"],
+  echo "{\"peers_file\": \"$work/node/etc/peers.cfg\", \"validate_with\": [\"$work/node/etc/haproxy.cfg\", \"$work/node/etc/stats-users.cfg\"],
          \"master_pidfile\": \"$work/node/run/haproxy.pid\", \"local_peer\": \"$id\", \"peers\": [$peers]}"
 }
 args 1 > "$work/one.json"; args 2 > "$work/two.json"
@@ -85,15 +85,23 @@ sleep 1
 reloads=0
 for i in $(seq 1 20); do
   f=$work/one.json; (( i % 2 )) && f=$work/two.json
-  library/update_peers "$f" | grep -q '"reloaded":true' && reloads=$((reloads + 1))
+  out=$(library/update_peers "$f" || true)
+  if grep -q '"reloaded":true' <<<"$out"; then
+    reloads=$((reloads + 1))
+  else
+    echo "  update_peers did not reload: $out" >&2
+  fi
   sleep 0.5
 done
 wait $wrk_pid
 echo "  reloads done: $reloads; requests: $(awk '/requests in/ {print $1}' "$work/reload.txt"); failed: $(grep -E 'Socket errors|Non-2xx' "$work/reload.txt" || echo none)"
+# A run without its reloads measures nothing: fail rather than print it.
+(( reloads == 20 )) || { echo "bench-lb: $reloads of 20 reloads happened" >&2; exit 1; }
 
 echo "== update_peers wall time against the emulator (3-instance group, IMDSv2)"
 cat > "$work/group-args.json" <<JSON
-{"peers_file": "$work/node/etc/peers.cfg", "validate_with": ["$work/node/etc/haproxy.cfg"],
+{"peers_file": "$work/node/etc/peers.cfg",
+ "validate_with": ["$work/node/etc/haproxy.cfg", "$work/node/etc/stats-users.cfg"],
  "master_pidfile": "$work/node/run/haproxy.pid", "endpoint_url": "$EMULATOR_URL"}
 JSON
 export AWS_EC2_METADATA_SERVICE_ENDPOINT="$imds"
