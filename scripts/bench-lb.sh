@@ -72,10 +72,17 @@ AWS_EC2_METADATA_SERVICE_ENDPOINT="$imds" .venv/bin/ansible-playbook playbooks/d
   -e "server_config=$work/node/vars.json" > "$work/deploy.log" || { cat "$work/deploy.log"; exit 1; }
 
 echo "== 20 peer-change reloads under load (update_peers, static peers toggled)"
+# update_peers validates with the files haproxy loads besides the peers file:
+# the list the role wrote for the unit, so a file the role adds is not missed.
+validate=$(for f in $(sed -n 's/^CRAFTLB_HAPROXY_FILES=//p' "$work/node/opt/haproxy.env"); do
+  [[ $f == -f || $f == */peers.cfg ]] || printf '"%s",' "$f"
+done)
+validate="[${validate%,}]"
+[[ $validate != "[]" ]] || { echo "bench-lb: no haproxy files in $work/node/opt/haproxy.env" >&2; exit 1; }
 args() { # with or without a second peer
   local peers="{\"name\": \"$id\", \"address\": \"$ip\"}"
   [[ $1 == 2 ]] && peers="$peers, {\"name\": \"i-bench\", \"address\": \"127.80.1.250\"}"
-  echo "{\"peers_file\": \"$work/node/etc/peers.cfg\", \"validate_with\": [\"$work/node/etc/haproxy.cfg\", \"$work/node/etc/stats-users.cfg\"],
+  echo "{\"peers_file\": \"$work/node/etc/peers.cfg\", \"validate_with\": $validate,
          \"master_pidfile\": \"$work/node/run/haproxy.pid\", \"local_peer\": \"$id\", \"peers\": [$peers]}"
 }
 args 1 > "$work/one.json"; args 2 > "$work/two.json"
@@ -100,8 +107,7 @@ echo "  reloads done: $reloads; requests: $(awk '/requests in/ {print $1}' "$wor
 
 echo "== update_peers wall time against the emulator (3-instance group, IMDSv2)"
 cat > "$work/group-args.json" <<JSON
-{"peers_file": "$work/node/etc/peers.cfg",
- "validate_with": ["$work/node/etc/haproxy.cfg", "$work/node/etc/stats-users.cfg"],
+{"peers_file": "$work/node/etc/peers.cfg", "validate_with": $validate,
  "master_pidfile": "$work/node/run/haproxy.pid", "endpoint_url": "$EMULATOR_URL"}
 JSON
 export AWS_EC2_METADATA_SERVICE_ENDPOINT="$imds"

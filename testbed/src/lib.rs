@@ -160,7 +160,13 @@ pub fn module_names() -> Vec<String> {
     names
 }
 
-/// A library directory with every module of this build.
+/// A library directory with every module the binary of this build holds.
+pub fn every_module() -> tempfile::TempDir {
+    let names = module_names();
+    all_modules(&names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A library directory with these modules of this build.
 pub fn all_modules(names: &[&str]) -> tempfile::TempDir {
     let bins: Vec<(String, String)> = names
         .iter()

@@ -422,13 +422,8 @@ fn https_endpoints_are_verified_against_the_platform_trust_store() {
     );
 }
 
-fn module_library() -> tempfile::TempDir {
-    let names = support::module_names();
-    support::all_modules(&names.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
 fn target(name: &str, emulator: &Emulator, vars: &[(&str, &str)]) {
-    let lib = module_library();
+    let lib = support::every_module();
     let out = support::run_playbook_with(
         &format!("tests/integration/targets/{name}/main.yml"),
         emulator,

@@ -24,8 +24,6 @@ impl World {
         let zone = support::scenario(&emu, &["zone", "--name", "example.test"]);
         let net = support::scenario(&emu, &["network"]);
         let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let names = support::module_names();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let extra = json!({
             "subnets": net["subnets"],
             "hosted_zone_id": zone["hosted_zone_id"],
@@ -38,7 +36,7 @@ impl World {
             emu,
             extra,
             work,
-            lib: support::all_modules(&names),
+            lib: support::every_module(),
         }
     }
 
