@@ -21,6 +21,7 @@ help:
 	@echo "make sanity      ansible-test sanity on the installed collection"
 	@echo "make emulator    run the AWS emulator in the foreground"
 	@echo "make setup       install Debian packages, the Rust target, the Python venv"
+	@echo "scripts/fresh-test.sh  make test as a fresh machine runs it (fresh clone, empty CARGO_HOME, target, venv, HOME)"
 
 setup:
 	@scripts/setup.sh
@@ -29,30 +30,27 @@ build: setup
 	@scripts/build.sh
 
 lint: build
-	cargo fmt --all -- --check
-	scripts/cargo.sh clippy --all-targets -- -D warnings
-	.venv/bin/ansible-lint --profile production --offline -q playbooks roles tests/integration
-	scripts/sanity.sh
+	@scripts/test.sh lint
 
 sanity: build
 	scripts/sanity.sh
 
 unit: build
-	scripts/cargo.sh test --lib --bins
+	scripts/cargo.sh test --no-fail-fast --lib --bins
 
 integration: build
-	scripts/cargo.sh test --test '*'
+	scripts/cargo.sh test --no-fail-fast --test '*'
 
-test: setup build lint
-	scripts/cargo.sh test
-	$(MAKE) --no-print-directory molecule
+# Every part runs even when an earlier one failed (cargo test with
+# --no-fail-fast too), so one failure never hides the state of the rest;
+# scripts/test.sh lists what failed and exits non-zero.
+test: setup build
+	@scripts/test.sh
 
 # Role scenarios on this machine: loadbalancer (haproxy on 127.0.77.x /
 # 127.0.78.x), update_route53_from_lambda (against the embedded emulator).
 molecule: build
-	cd roles/loadbalancer && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
-	cd roles/update_route53_from_lambda && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
-	cd roles/autoscaling && PATH="$(CURDIR)/.venv/bin:$$PATH" molecule test
+	@scripts/test.sh molecule
 
 demo: build
 	@scripts/demo.sh

@@ -1,9 +1,16 @@
-//! The licences and sources of every Rust dependency, from `cargo metadata`
+//! The licences and sources of the Rust dependencies, from `cargo metadata`
 //! (what `cargo deny check licenses sources` checks, without a tool to
-//! install): each crate's SPDX expression must be satisfiable with the
-//! licences in [`ALLOWED`], and every crate must come from crates.io or this
+//! install): every crate compiled into what craftlb ships (the modules and
+//! the Lambda, for the Linux targets it builds) must have an SPDX expression
+//! satisfiable with the licences in [`ALLOWED`], and every crate the
+//! workspace builds for those targets must come from crates.io or this
 //! workspace. Advisories are not checked here: the RustSec database is a
 //! GitHub repository this project's machines cannot reach.
+//!
+//! The metadata is filtered to the shipped targets: unfiltered, cargo wants
+//! every package of the lock file for every platform (Windows, Android, ...),
+//! which no build here downloads, so the check passed only on a machine whose
+//! registry held them from elsewhere.
 
 use serde_json::Value;
 
@@ -25,6 +32,12 @@ pub const ALLOWED: &[&str] = &[
     "OpenSSL",
     "0BSD",
 ];
+
+/// The packages whose binaries ship: the module binary and the Lambda.
+pub const SHIPPED_PACKAGES: &[&str] = &["craftlb-modules", "craftlb-lambda"];
+
+/// The targets they ship for (`make build`, `make dist`).
+pub const SHIPPED_TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
 const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
 
@@ -84,8 +97,56 @@ fn term(t: &[&str], pos: &mut usize, allowed: &[&str]) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// Every package of the workspace's lock file that breaks the rules above.
-pub fn violations(metadata: &Value) -> Vec<String> {
+/// The package ids compiled into the shipped binaries: the closure of
+/// [`SHIPPED_PACKAGES`] over normal dependencies (proc macros included: their
+/// output is compiled in) in the metadata's resolve graph. Build scripts and
+/// dev-dependencies do not end up in a binary.
+pub fn shipped_ids(metadata: &Value) -> Result<std::collections::BTreeSet<String>, String> {
+    let nodes: std::collections::HashMap<&str, &Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .ok_or("cargo metadata has no resolve graph")?
+        .iter()
+        .filter_map(|n| Some((n["id"].as_str()?, n)))
+        .collect();
+    let packages = metadata["packages"]
+        .as_array()
+        .ok_or("cargo metadata has no packages")?;
+    let mut todo = Vec::new();
+    for name in SHIPPED_PACKAGES {
+        let id = packages
+            .iter()
+            .find(|p| p["name"] == *name && p["source"].is_null())
+            .and_then(|p| p["id"].as_str())
+            .ok_or_else(|| format!("workspace package {name} not in cargo metadata"))?;
+        todo.push(id);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id.to_owned()) {
+            continue;
+        }
+        let node = nodes
+            .get(id)
+            .ok_or_else(|| format!("{id} missing from the resolve graph"))?;
+        for dep in node["deps"].as_array().into_iter().flatten() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|k| k["kind"].is_null());
+            if let (true, Some(pkg)) = (normal, dep["pkg"].as_str()) {
+                todo.push(pkg);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// Every package that breaks the rules above: any package of the (filtered)
+/// metadata from outside crates.io and the workspace, and any shipped
+/// package whose licence is not allowed.
+pub fn violations(metadata: &Value) -> Result<Vec<String>, String> {
+    let shipped = shipped_ids(metadata)?;
     let mut bad = Vec::new();
     for p in metadata["packages"].as_array().into_iter().flatten() {
         let id = format!(
@@ -97,8 +158,9 @@ pub fn violations(metadata: &Value) -> Vec<String> {
             None | Some(CRATES_IO) => {}
             Some(other) => bad.push(format!("{id}: from {other}, not crates.io")),
         }
-        if p["source"].is_null() {
-            continue; // this workspace: Apache-2.0, ours
+        let ships = p["id"].as_str().is_some_and(|i| shipped.contains(i));
+        if p["source"].is_null() || !ships {
+            continue; // this workspace (Apache-2.0, ours), or not in a binary
         }
         match p["license"].as_str() {
             Some(l) => match satisfiable(l, ALLOWED) {
@@ -112,7 +174,29 @@ pub fn violations(metadata: &Value) -> Vec<String> {
             )),
         }
     }
-    bad
+    Ok(bad)
+}
+
+/// `cargo metadata` for the shipped targets, from the local registry only:
+/// what the builds fetched is all it may need.
+pub fn shipped_metadata() -> Result<Value, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--locked", "--offline"]);
+    for t in SHIPPED_TARGETS {
+        cmd.args(["--filter-platform", t]);
+    }
+    let out = cmd
+        .current_dir(crate::repo_root())
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))
 }
 
 #[cfg(test)]
@@ -139,23 +223,73 @@ mod tests {
         assert!(satisfiable("(MIT", a).is_err());
     }
 
+    /// A workspace whose binary pulls `good` (MIT) and `bad`, and whose
+    /// tests pull `devonly` (GPL-3.0) as a dev-dependency.
+    fn fake_metadata(bad_licence: &str, bad_source: &str) -> Value {
+        let reg = CRATES_IO;
+        let pkg = |name: &str, lic: &str, src: Value| {
+            serde_json::json!({"name": name, "version": "1.0.0", "id": format!("{name}-id"),
+                "license": lic, "license_file": null, "source": src})
+        };
+        let dep = |name: &str, kind: Value| {
+            serde_json::json!({"name": name, "pkg": format!("{name}-id"),
+                "dep_kinds": [{"kind": kind, "target": null}]})
+        };
+        serde_json::json!({
+            "packages": [
+                pkg("craftlb-modules", "Apache-2.0", Value::Null),
+                pkg("craftlb-lambda", "Apache-2.0", Value::Null),
+                pkg("good", "MIT", reg.into()),
+                pkg("bad", bad_licence, bad_source.into()),
+                pkg("devonly", "GPL-3.0", reg.into()),
+            ],
+            "resolve": {"nodes": [
+                {"id": "craftlb-modules-id", "deps": [dep("good", Value::Null), dep("devonly", "dev".into())]},
+                {"id": "craftlb-lambda-id", "deps": [dep("bad", Value::Null)]},
+                {"id": "good-id", "deps": []},
+                {"id": "bad-id", "deps": []},
+                {"id": "devonly-id", "deps": []},
+            ]}
+        })
+    }
+
     #[test]
-    fn every_dependency_has_an_allowed_licence_and_comes_from_crates_io() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-            .current_dir(crate::repo_root())
-            .output()
-            .unwrap_or_else(|e| panic!("cargo metadata: {e}"));
+    fn a_shipped_crate_under_a_licence_not_allowed_is_named() {
+        let ok = fake_metadata("MIT OR Apache-2.0", CRATES_IO);
+        assert_eq!(violations(&ok), Ok(vec![]));
+        let ids = shipped_ids(&ok).unwrap_or_default();
+        assert!(ids.contains("bad-id") && ids.contains("good-id"), "{ids:?}");
         assert!(
-            out.status.success(),
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            !ids.contains("devonly-id"),
+            "a dev-dependency does not ship: {ids:?}"
         );
-        let meta: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
-        let n = meta["packages"].as_array().map_or(0, Vec::len);
-        assert!(n > 100, "cargo metadata listed only {n} packages");
-        let bad = violations(&meta);
+
+        let gpl = fake_metadata("GPL-2.0-only", CRATES_IO);
+        assert_eq!(
+            violations(&gpl),
+            Ok(vec![
+                "bad 1.0.0: licence 'GPL-2.0-only' is not on the allowed list".to_owned()
+            ])
+        );
+        let git = fake_metadata("MIT", "git+https://example.invalid/bad");
+        assert_eq!(
+            violations(&git),
+            Ok(vec![
+                "bad 1.0.0: from git+https://example.invalid/bad, not crates.io".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn every_shipped_dependency_has_an_allowed_licence_and_comes_from_crates_io() {
+        let meta = shipped_metadata().unwrap_or_else(|e| panic!("{e}"));
+        let shipped = shipped_ids(&meta).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            shipped.len() > 100,
+            "only {} packages ship: the resolve walk is broken",
+            shipped.len()
+        );
+        let bad = violations(&meta).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             bad.is_empty(),
             "{} crate(s):\n{}",
