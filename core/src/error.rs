@@ -112,6 +112,14 @@ impl Error {
         self
     }
 
+    /// The same error with AWS's message (fakes in tests).
+    pub fn with_message(mut self, message: &str) -> Error {
+        if let Some(info) = self.aws.as_mut() {
+            info.message = Some(message.to_owned());
+        }
+        self
+    }
+
     /// The AWS error code, if AWS answered with one.
     pub fn code(&self) -> Option<&str> {
         self.aws.as_ref().and_then(|a| a.code.as_deref())

@@ -4,6 +4,7 @@ craftlb-core: what the Ansible modules and the Lambda share.
 - [`aws`]: client configuration (region, profile, keys, endpoint), retry and
   timeout policy — decided here only.
 - [`autoscaling`]: the Auto Scaling calls the Lambda and the nodes share.
+- [`consistency`]: AWS's "not yet" answers, retried until a deadline.
 - [`error`]: the error type, carrying operation, AWS code and request id.
 - [`paginate`]: marker-following pagination with loop protection.
 - [`healthcheck`]: Route 53 health checks — model, pure plan, API calls.
@@ -15,6 +16,7 @@ craftlb-core: what the Ansible modules and the Lambda share.
 
 pub mod autoscaling;
 pub mod aws;
+pub mod consistency;
 pub mod error;
 pub mod healthcheck;
 pub mod lifecycle;

@@ -4,15 +4,18 @@ and return values of `community.aws.autoscaling_lifecycle_hook`.
 
 Differences a user will notice: metadata may be given as a dict and is
 compared as JSON (key order and spacing never make a change); a field that
-is not given is left as it is, an empty string removes it; the defaults AWS
-applies at creation (heartbeat 3600 s, ABANDON) never turn into a change of
-an existing hook; the hook is written whole in one PutLifecycleHook.
+is not given is left as it is, an empty target removes the target (AWS
+cannot remove a role or metadata from an existing hook: that fails before
+any write); the defaults AWS applies at creation (heartbeat 3600 s,
+ABANDON) never turn into a change of an existing hook; the hook is written
+whole in one PutLifecycleHook, retried while IAM propagates a new role.
 */
 
 use std::marker::PhantomData;
 
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::LifecycleHook;
+use craftlb_core::consistency;
 use craftlb_core::error::{Error, sdk_error};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -42,7 +45,10 @@ pub const TRANSITION: Param = Param::str("transition")
     .doc(&["The instance state the hook holds."]);
 pub const ROLE_ARN: Param = Param::str("role_arn").doc(&[
     "The role that lets Auto Scaling publish to I(notification_target_arn).",
-    "Not given, it is left as it is; an empty string removes it.",
+    "Not given, it is left as it is. AWS cannot remove the role of an existing hook: an empty string \
+     fails there before any change (delete the hook and create it again).",
+    "A role made moments before is retried for up to two minutes while IAM propagates it (AWS answers \
+     C(Unable to publish test message to notification target) meanwhile).",
 ]);
 pub const TARGET: Param = Param::str("notification_target_arn").doc(&[
     "The SNS topic or SQS queue notified when an instance enters the hook's wait state.",
@@ -51,10 +57,11 @@ pub const TARGET: Param = Param::str("notification_target_arn").doc(&[
 pub const METADATA: Param = Param::new("notification_meta_data", Type::Raw)
     .aliases(&["notification_metadata", "metadata"])
     .doc(&[
-        "Sent with every notification (at most 1023 characters). A dict is sent as JSON; a string as it \
+        "Sent with every notification (at most 4000 characters of printable ASCII). A dict is sent as JSON; a string as it \
          is.",
         "Compared as JSON when both sides are JSON, so key order and spacing never make a change.",
-        "Not given, it is left as it is; an empty string removes it.",
+        "Not given, it is left as it is. AWS cannot remove the metadata of an existing hook: an empty \
+         string fails there before any change (delete the hook and create it again).",
     ]);
 pub const HEARTBEAT: Param = Param::int("heartbeat_timeout").doc(&[
     "Seconds an instance may wait before the default result applies (30-7200).",
@@ -129,8 +136,9 @@ pub struct Task {
     pub desired: Hook,
 }
 
-/// AWS's limit on NotificationMetadata.
-const METADATA_MAX: usize = 1023;
+/// AWS's limit on NotificationMetadata (its API model: 1-4000 characters of
+/// printable ASCII, tab and newlines).
+const METADATA_MAX: usize = 4000;
 
 /// A hook's settings as given (the params of [`TRANSITION`] and the rest),
 /// validated: metadata as text within AWS's limit, the heartbeat in range.
@@ -149,7 +157,7 @@ impl HookArgs {
         let metadata = match self.notification_meta_data {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
-            Some(v @ (Value::Object(_) | Value::Array(_))) => Some(v.to_string()),
+            Some(v @ (Value::Object(_) | Value::Array(_))) => Some(ascii_json(&v)),
             Some(other) => {
                 return Err(Failure::msg(format!(
                     "notification_meta_data must be a dict or a string, got {other}"
@@ -160,6 +168,17 @@ impl HookArgs {
             return Err(Failure::msg(format!(
                 "notification_meta_data is {} characters; AWS takes at most {METADATA_MAX}",
                 m.len()
+            )));
+        }
+        if let Some(c) = metadata.as_deref().and_then(|m| {
+            m.chars()
+                .find(|c| !matches!(c, '\t' | '\n' | '\r' | ' '..='~'))
+        }) {
+            return Err(Failure::msg(format!(
+                "notification_meta_data holds {c:?} (U+{:04X}); AWS takes printable ASCII, tab and \
+                 newlines only (give the metadata as a dict: it is sent as JSON with such characters \
+                 escaped)",
+                c as u32
             )));
         }
         let heartbeat = self
@@ -184,6 +203,24 @@ impl HookArgs {
             default_result: self.default_result,
         })
     }
+}
+
+/// JSON text in printable ASCII, as NotificationMetadata must be: every
+/// other character (they can only sit inside strings) as a `\uXXXX` escape.
+fn ascii_json(v: &Value) -> String {
+    let text = v.to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 pub fn task(p: &Params) -> Result<Task, Failure> {
@@ -254,6 +291,39 @@ pub fn plan(desired: &Hook, current: Option<&Hook>) -> Vec<&'static str> {
     out
 }
 
+/// What PutLifecycleHook cannot do: remove the role or the metadata of an
+/// existing hook (an empty value is refused, an absent one keeps what the
+/// hook has). Said before any write, with the way out.
+pub fn unremovable(
+    group: &str,
+    name: &str,
+    desired: &Hook,
+    current: Option<&Hook>,
+) -> Result<(), Failure> {
+    let Some(have) = current else {
+        return Ok(());
+    };
+    let gone = |want: &Option<String>, have: &Option<String>| {
+        want.as_deref() == Some("") && have.is_some()
+    };
+    let mut what = Vec::new();
+    if gone(&desired.role_arn, &have.role_arn) {
+        what.push("role_arn");
+    }
+    if gone(&desired.metadata, &have.metadata) {
+        what.push("notification_meta_data");
+    }
+    if what.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::msg(format!(
+        "lifecycle hook '{name}' of group '{group}': AWS cannot remove {} from an existing hook \
+         (PutLifecycleHook refuses an empty value and keeps an absent one); delete the hook \
+         (state: absent) and create it again without it",
+        what.join(" and ")
+    )))
+}
+
 /// The hook as it will be: the current one with the task's settings over it.
 pub fn merged(desired: &Hook, current: Option<&Hook>) -> Hook {
     let base = current.cloned().unwrap_or_default();
@@ -314,24 +384,35 @@ impl Api for Client {
             .map(|h| (hook_from(h), h.global_timeout())))
     }
     async fn put(&self, group: &str, name: &str, hook: &Hook) -> Result<(), Error> {
-        self.put_lifecycle_hook()
-            .auto_scaling_group_name(group)
-            .lifecycle_hook_name(name)
-            .set_lifecycle_transition(hook.transition.clone())
-            // The whole hook, every time: an empty string is how AWS removes
-            // a target, a role or the metadata.
-            .role_arn(hook.role_arn.clone().unwrap_or_default())
-            .notification_target_arn(hook.notification_target_arn.clone().unwrap_or_default())
-            .notification_metadata(hook.metadata.clone().unwrap_or_default())
-            .set_heartbeat_timeout(hook.heartbeat_timeout)
-            .set_default_result(hook.default_result.clone())
-            .send()
-            .await
-            .map_err(sdk_error(
-                "Auto Scaling",
-                "PutLifecycleHook",
-                format!("put lifecycle hook '{name}' of group '{group}'"),
-            ))?;
+        // The whole hook, every time. AWS keeps a member that is not sent
+        // and takes an empty target as "no target"; an empty role or
+        // metadata it refuses (both have a minimum length of 1), so those
+        // are sent only when set (see [`unremovable`]). A role made seconds
+        // ago cannot be used yet to publish the hook's test message.
+        let put = || {
+            self.put_lifecycle_hook()
+                .auto_scaling_group_name(group)
+                .lifecycle_hook_name(name)
+                .set_lifecycle_transition(hook.transition.clone())
+                .set_role_arn(hook.role_arn.clone().filter(|v| !v.is_empty()))
+                .notification_target_arn(hook.notification_target_arn.clone().unwrap_or_default())
+                .set_notification_metadata(hook.metadata.clone().filter(|v| !v.is_empty()))
+                .set_heartbeat_timeout(hook.heartbeat_timeout)
+                .set_default_result(hook.default_result.clone())
+                .send()
+        };
+        consistency::until_consistent(
+            &[consistency::HOOK_TEST_MESSAGE_NOT_PUBLISHED],
+            consistency::IAM_PROPAGATION,
+            || async {
+                put().await.map_err(sdk_error(
+                    "Auto Scaling",
+                    "PutLifecycleHook",
+                    format!("put lifecycle hook '{name}' of group '{group}'"),
+                ))
+            },
+        )
+        .await?;
         Ok(())
     }
     async fn delete(&self, group: &str, name: &str) -> Result<(), Error> {
@@ -430,6 +511,7 @@ impl<A: Api> Resource for LifecycleHookResource<A> {
     }
 
     fn plan(t: &Task, current: Option<&Current>) -> Result<Vec<&'static str>, Failure> {
+        unremovable(&t.group, &t.name, &t.desired, current.map(|c| &c.hook))?;
         Ok(plan(&t.desired, current.map(|c| &c.hook)))
     }
 
@@ -534,6 +616,60 @@ mod tests {
     }
 
     #[test]
+    fn role_and_metadata_cannot_be_removed_from_an_existing_hook() {
+        let t = task_of(
+            json!({"autoscaling_group_name": "g", "name": "h", "transition": TERMINATING,
+                               "role_arn": "", "notification_meta_data": ""}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = unremovable("g", "h", &t.desired, Some(&existing()))
+            .err()
+            .map(|f| f.msg)
+            .unwrap_or_default();
+        assert!(
+            e.contains("cannot remove role_arn and notification_meta_data")
+                && e.contains("state: absent"),
+            "{e}"
+        );
+        // On a new hook, or one without them, "" just means "none".
+        assert!(unremovable("g", "h", &t.desired, None).is_ok());
+        let bare = Hook {
+            transition: Some(TERMINATING.into()),
+            ..Hook::default()
+        };
+        assert!(unremovable("g", "h", &t.desired, Some(&bare)).is_ok());
+        assert!(plan(&t.desired, Some(&bare)).is_empty());
+        // The target can go: AWS takes an empty target as "none".
+        let t = task_of(
+            json!({"autoscaling_group_name": "g", "name": "h", "transition": TERMINATING,
+                               "notification_target_arn": ""}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(unremovable("g", "h", &t.desired, Some(&existing())).is_ok());
+        assert_eq!(
+            plan(&t.desired, Some(&existing())),
+            ["notification_target_arn"]
+        );
+    }
+
+    #[test]
+    fn dict_metadata_is_sent_as_ascii_json() {
+        let t = task_of(
+            json!({"autoscaling_group_name": "g", "name": "h", "transition": TERMINATING,
+                               "notification_meta_data": {"record_name": "café.example.com", "x": "😀"}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let m = t.desired.metadata.unwrap_or_default();
+        assert_eq!(
+            m,
+            r#"{"record_name":"caf\u00e9.example.com","x":"\ud83d\ude00"}"#
+        );
+        let back: Value = serde_json::from_str(&m).unwrap_or_default();
+        assert_eq!(back["record_name"], "café.example.com");
+        assert_eq!(back["x"], "😀");
+    }
+
+    #[test]
     fn omitted_leaves_alone_and_empty_removes() {
         let t =
             task_of(json!({"autoscaling_group_name": "g", "name": "h", "transition": TERMINATING}))
@@ -582,9 +718,16 @@ mod tests {
         assert!(
             e(
                 json!({"autoscaling_group_name": "g", "name": "h", "transition": TERMINATING,
-                         "notification_meta_data": "x".repeat(1024)})
+                         "notification_meta_data": "x".repeat(4001)})
             )
-            .contains("1023")
+            .contains("4000")
+        );
+        assert!(
+            e(
+                json!({"autoscaling_group_name": "g", "name": "h", "transition": TERMINATING,
+                         "notification_meta_data": "café"})
+            )
+            .contains("printable ASCII")
         );
         assert!(
             e(json!({"autoscaling_group_name": "g", "name": "h", "transition": "sideways"}))

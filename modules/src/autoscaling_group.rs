@@ -32,6 +32,7 @@ use aws_sdk_autoscaling::types::{
     AutoScalingGroup, InstanceRefresh, LaunchTemplateSpecification, LifecycleHook,
     LifecycleHookSpecification, RefreshPreferences, RefreshStrategy, Tag,
 };
+use craftlb_core::consistency;
 use craftlb_core::error::{Error, sdk_error};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -604,16 +605,14 @@ pub fn plan(t: &Task, current: Option<&Group>) -> Result<Changes, Failure> {
                 .collect();
         }
     }
-    let hooks = t
-        .hooks
-        .iter()
-        .flatten()
-        .filter(|(name, hook)| {
-            let have = g.hooks.as_ref().and_then(|m| m.get(name));
-            !crate::asg_lifecycle_hook::plan(hook, have).is_empty()
-        })
-        .cloned()
-        .collect();
+    let mut hooks = Vec::new();
+    for (name, hook) in t.hooks.iter().flatten() {
+        let have = g.hooks.as_ref().and_then(|m| m.get(name));
+        crate::asg_lifecycle_hook::unremovable(&t.name, name, hook, have)?;
+        if !crate::asg_lifecycle_hook::plan(hook, have).is_empty() {
+            hooks.push((name.clone(), hook.clone()));
+        }
+    }
     let refresh = t.refresh.is_some()
         && (settings.contains(&"launch_template")
             || (!outdated(g).is_empty() && g.active_refresh.is_none()));
@@ -800,30 +799,40 @@ impl Api for Client {
                 .build()
         });
         let hooks: Vec<_> = hooks.collect();
-        self.create_auto_scaling_group()
-            .auto_scaling_group_name(&t.name)
-            .set_launch_template(s.launch_template.as_ref().map(lt_spec))
-            .set_min_size(s.min_size)
-            .set_max_size(s.max_size)
-            .set_desired_capacity(s.desired_capacity)
-            .set_vpc_zone_identifier(s.subnets.as_ref().map(|v| v.join(",")))
-            .set_availability_zones(s.availability_zones.clone())
-            .set_health_check_type(s.health_check_type.clone())
-            .set_health_check_grace_period(s.health_check_period)
-            .set_default_cooldown(s.default_cooldown)
-            .set_termination_policies(s.termination_policies.clone())
-            .set_tags(Some(asg_tags(
-                &t.name,
-                t.tags.as_ref().unwrap_or(&Tags::new()),
-            )))
-            .set_lifecycle_hook_specification_list((!hooks.is_empty()).then_some(hooks))
-            .send()
-            .await
-            .map_err(sdk_error(
-                "Auto Scaling",
-                "CreateAutoScalingGroup",
-                format!("create autoscaling group '{}'", t.name),
-            ))?;
+        let create = || {
+            self.create_auto_scaling_group()
+                .auto_scaling_group_name(&t.name)
+                .set_launch_template(s.launch_template.as_ref().map(lt_spec))
+                .set_min_size(s.min_size)
+                .set_max_size(s.max_size)
+                .set_desired_capacity(s.desired_capacity)
+                .set_vpc_zone_identifier(s.subnets.as_ref().map(|v| v.join(",")))
+                .set_availability_zones(s.availability_zones.clone())
+                .set_health_check_type(s.health_check_type.clone())
+                .set_health_check_grace_period(s.health_check_period)
+                .set_default_cooldown(s.default_cooldown)
+                .set_termination_policies(s.termination_policies.clone())
+                .set_tags(Some(asg_tags(
+                    &t.name,
+                    t.tags.as_ref().unwrap_or(&Tags::new()),
+                )))
+                .set_lifecycle_hook_specification_list((!hooks.is_empty()).then(|| hooks.clone()))
+                .send()
+        };
+        // Hooks given at creation get their test message published with
+        // their role, which IAM may not have propagated yet.
+        consistency::until_consistent(
+            &[consistency::HOOK_TEST_MESSAGE_NOT_PUBLISHED],
+            consistency::IAM_PROPAGATION,
+            || async {
+                create().await.map_err(sdk_error(
+                    "Auto Scaling",
+                    "CreateAutoScalingGroup",
+                    format!("create autoscaling group '{}'", t.name),
+                ))
+            },
+        )
+        .await?;
         Ok(())
     }
     async fn update(&self, t: &Task, fields: &[&'static str]) -> Result<(), Error> {

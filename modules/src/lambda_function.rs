@@ -33,6 +33,7 @@ use aws_sdk_lambda::types::{
     TracingConfig, TracingMode, VpcConfig,
 };
 use base64::Engine;
+use craftlb_core::consistency;
 use craftlb_core::error::{Error, ErrorKind, sdk_error};
 use craftlb_core::policy;
 use craftlb_core::tags::{TagPlan, plan_task_tags};
@@ -760,14 +761,6 @@ fn describe_config(f: &FunctionConfiguration) -> Map<String, Value> {
     m
 }
 
-/// How long a just-made role may not be assumable by Lambda (IAM propagation).
-const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
-
-fn role_not_ready(e: &Error) -> bool {
-    e.code() == Some("InvalidParameterValueException")
-        && e.to_string().contains("cannot be assumed by Lambda")
-}
-
 /// The settings create and update share, as the SDK takes them.
 fn sdk_environment(c: &Config) -> Option<Environment> {
     c.environment.as_ref().map(|e| {
@@ -793,20 +786,17 @@ fn sdk_tracing(c: &Config) -> Option<TracingConfig> {
 }
 
 /// Retries `call` while Lambda says the role cannot be assumed yet.
-async fn with_role_retry<F, Fut>(mut call: F) -> Result<(), Error>
+async fn with_role_retry<F, Fut>(call: F) -> Result<(), Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
-    let deadline = Instant::now() + ROLE_PROPAGATION;
-    loop {
-        match call().await {
-            Err(e) if role_not_ready(&e) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-            other => return other,
-        }
-    }
+    consistency::until_consistent(
+        &[consistency::ROLE_NOT_ASSUMABLE_BY_LAMBDA],
+        consistency::IAM_PROPAGATION,
+        call,
+    )
+    .await
 }
 
 impl Api for SdkApi {

@@ -758,7 +758,10 @@ async fn drain(
         }
     };
     if state.closed_since.is_none() {
-        let close_at = failing_since + settings.ttl + d.dns_margin;
+        // Whole seconds, kept in the ACL file across restarts: the check
+        // began to fail up to a second after `failing_since`, so the extra
+        // second is what guarantees clients at least TTL + margin.
+        let close_at = failing_since + settings.ttl + d.dns_margin + 1;
         let left = Duration::from_secs(close_at.saturating_sub(unix_now()));
         beats.sleep_until(Instant::now() + left).await?;
     }

@@ -244,6 +244,50 @@ pub fn control(emulator: &Emulator, path: &str) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
 }
 
+/// PUT a control endpoint of the emulator with a JSON body; its JSON answer.
+pub fn control_put(emulator: &Emulator, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let out = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &body.to_string(),
+        &format!("{}{path}", emulator.url),
+    ]);
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}
+
+/// A raw AWS request to the emulator, as an SDK would send it but without
+/// client-side checks: `service` names the SigV4 scope moto routes by
+/// (the signature itself is not checked). Returns (HTTP status, body).
+pub fn aws_raw(
+    emulator: &Emulator,
+    service: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let auth = format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, \
+         SignedHeaders=host, Signature=0"
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["-X", method, "-H", &auth])
+        .args(["-H", &format!("Content-Type: {content_type}")])
+        .args(["-H", "User-Agent: craftlb-test/1.0"])
+        .args(["--data-binary", body])
+        .arg(format!("{}{path}", emulator.url))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl (make setup installs it): {e}"));
+    assert_success("curl", &out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or((&text, "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
 /// A haproxy started by a test (daemon mode, pidfile); stopped on drop,
 /// master and workers alike.
 pub struct Haproxy {

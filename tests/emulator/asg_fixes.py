@@ -10,12 +10,17 @@ Imported for its side effects by server.py (after lifecycle.py):
   terminating hook and leaves the hooks behind);
 - instance refreshes: StartInstanceRefresh, DescribeInstanceRefreshes and
   CancelInstanceRefresh (moto: NotImplemented). A refresh replaces every
-  InService instance whose launch template version differs from the
-  group's (all of them without SkipMatching): it launches the replacements
-  first (through the launching hook), waits until they are InService, then
-  terminates the old ones through the terminating hook and waits until they
-  are gone - AWS's order with MaxHealthyPercentage 200. Lower percentages
-  are accepted and run the same way here.
+  InService instance (only those on another launch template version with
+  SkipMatching), at the pace its preferences set: with MaxHealthyPercentage
+  above 100 it launches replacements first (through the launching hook),
+  waits until they are InService, then terminates the old ones through the
+  terminating hook; at 100 it terminates first, as many at a time as
+  MinHealthyPercentage allows (at least one). DesiredConfiguration rolls to
+  that launch template version and applies it to the group only on success.
+  Replacements that never become healthy (abandoned by the launching hook
+  and replaced again) fail the refresh after `refresh_stall_seconds` (AWS:
+  one hour); with AutoRollback the refresh then replaces the new instances
+  with the original version (RollbackInProgress, RollbackSuccessful).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, EmptyResult
 
 import lifecycle
+import settings
 
 
 class ResourceInUse(ServiceException):
@@ -57,6 +63,8 @@ def create_auto_scaling_group(self: Any) -> Any:
     if name in backend.autoscaling_groups or not specs:
         return _orig_create(self)
     made = []
+    for spec in specs:
+        lifecycle.check_publishable(self.current_account, spec.get("NotificationTargetARN"), spec.get("RoleARN"))
     for spec in specs:
         hook = backend.create_lifecycle_hook(
             name=spec.get("LifecycleHookName"), as_name=name, transition=spec.get("LifecycleTransition"),
@@ -109,6 +117,11 @@ class Refresh:
     id: str
     group: Any
     preferences: dict[str, Any]
+    # The launch template version the refresh rolls to (DesiredConfiguration,
+    # else the group's own) and the one a rollback returns to.
+    target: str | None = None
+    original: str | None = None
+    desired_template: dict[str, Any] | None = None
     status: str = "Pending"
     reason: str = ""
     start: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
@@ -116,6 +129,9 @@ class Refresh:
     to_update: int = 0
     done: int = 0
     cancel: bool = False
+    rollback: dict[str, Any] | None = None
+    # What happened, step by step, for test assertions.
+    steps: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,10 +142,14 @@ class Refresh:
             "InstancesToUpdate": max(self.to_update - self.done, 0), "Preferences": self.preferences,
             "Strategy": "Rolling",
         }
+        if self.desired_template:
+            out["DesiredConfiguration"] = {"LaunchTemplate": self.desired_template}
         if self.reason:
             out["StatusReason"] = self.reason
         if self.end:
             out["EndTime"] = self.end
+        if self.rollback:
+            out["RollbackDetails"] = self.rollback
         return out
 
 
@@ -138,11 +158,108 @@ _REFRESHES: dict[str, Refresh] = {}
 
 def refreshes() -> list[dict[str, Any]]:
     """Every refresh, for test assertions."""
-    return [{**r.describe(), "StartTime": r.start.isoformat(),
-             "EndTime": r.end.isoformat() if r.end else None} for r in _REFRESHES.values()]
+    out = []
+    for r in _REFRESHES.values():
+        d = {**r.describe(), "StartTime": r.start.isoformat(), "EndTime": r.end.isoformat() if r.end else None,
+             "Steps": list(r.steps)}
+        if r.rollback and r.rollback.get("RollbackStartTime"):
+            d["RollbackDetails"] = {**r.rollback, "RollbackStartTime": r.rollback["RollbackStartTime"].isoformat()}
+        out.append(d)
+    return out
 
 
-def _wait(cond: Any, r: Refresh, timeout: float) -> bool:
+def _end(r: Refresh, status: str, reason: str = "") -> None:
+    r.status, r.reason, r.end = status, reason, datetime.now(timezone.utc)
+    r.group.craftlb_launch_version = None
+
+
+def _pct(prefs: dict[str, Any], key: str, default: int) -> int:
+    value = prefs.get(key)
+    return default if value in (None, "") else int(value)
+
+
+def _batches(desired: int, prefs: dict[str, Any]) -> tuple[str, int]:
+    """AWS's pace from the preferences: launch before terminating when the
+    group may run above its desired capacity (MaxHealthyPercentage > 100),
+    up to that many at a time; else terminate first, as many as the minimum
+    healthy percentage leaves room for, at least one
+    (https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-maintenance-policy-overview-and-considerations.html).
+    """
+    lo, hi = _pct(prefs, "MinHealthyPercentage", 90), _pct(prefs, "MaxHealthyPercentage", 100)
+    extra = desired * hi // 100 - desired
+    if extra >= 1:
+        return "launch-first", extra
+    return "terminate-first", max(desired - -(-desired * lo // 100), 1)
+
+
+def _healthy(state: Any) -> bool:
+    return state.lifecycle_state == "InService"
+
+
+def _replace(r: Refresh, is_old: Any, new_version: str | None, stall: float) -> str | None:
+    """Replaces every instance of the group that `is_old`, batch by batch,
+    with instances on `new_version`; None when done, else why it stopped."""
+    group = r.group
+    with lifecycle._LOCK:
+        group.craftlb_launch_version = new_version
+        desired = group.desired_capacity or 0
+        mode, batch = _batches(desired, r.preferences)
+        r.steps.append(f"{mode}:{batch}")
+    while True:
+        if r.cancel:
+            return "cancelled"
+        with lifecycle._LOCK:
+            old = [s for s in group.instance_states
+                   if s.lifecycle_state in ("InService", "Pending", "Pending:Wait") and is_old(s)]
+            if not old:
+                return None
+            take = old[:batch]
+            before = {id(s) for s in group.instance_states}
+            max_size = group.max_size
+            if mode == "launch-first":
+                # The group may run above its size while it launches first.
+                group.max_size = max(max_size, desired + len(take))
+                group.set_desired_capacity(desired + len(take))
+                r.steps.append(f"launch:{len(take)}")
+            else:
+                for st in take:
+                    group.autoscaling_backend.terminate_instance(st.instance.id, should_decrement=False)
+                r.steps.append(f"terminate:{len(take)}")
+        if mode == "terminate-first":
+            if not _until(lambda: not any(st in group.instance_states for st in take), r, 3600):
+                return "cancelled" if r.cancel else "old instances did not leave"
+        # The replacements: new instances on the target version, in service.
+        # An abandoned one is replaced by the group (on the same version);
+        # no progress for `stall` seconds fails the refresh (AWS: an hour).
+        need = len(take)
+        got = _until(lambda: sum(1 for st in group.instance_states if id(st) not in before and _healthy(st)
+                                 and getattr(st, "craftlb_lt_version", None) == new_version) >= need, r, stall)
+        if mode == "launch-first":
+            with lifecycle._LOCK:
+                if not got:
+                    # Give the surplus back: back to the desired capacity.
+                    group.set_desired_capacity(desired)
+                    group.max_size = max_size
+                    return "cancelled" if r.cancel else (
+                        f"{need} replacement instance(s) on launch template version {new_version} did not "
+                        f"become healthy within {stall:.0f} s")
+                for st in take:
+                    if st in group.instance_states:
+                        group.autoscaling_backend.terminate_instance(st.instance.id, should_decrement=True)
+                r.steps.append(f"terminate:{len(take)}")
+            if not _until(lambda: not any(st in group.instance_states for st in take), r, 3600):
+                return "cancelled" if r.cancel else "old instances did not leave"
+            with lifecycle._LOCK:
+                group.max_size = max_size
+        elif not got:
+            return "cancelled" if r.cancel else (
+                f"{need} replacement instance(s) on launch template version {new_version} did not become "
+                f"healthy within {stall:.0f} s")
+        with lifecycle._LOCK:
+            r.done = min(r.to_update, r.done + need)
+
+
+def _until(cond: Any, r: Refresh, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if r.cancel:
@@ -154,46 +271,87 @@ def _wait(cond: Any, r: Refresh, timeout: float) -> bool:
     return False
 
 
-def _end(r: Refresh, status: str, reason: str = "") -> None:
-    r.status, r.reason, r.end = status, reason, datetime.now(timezone.utc)
-
-
 def _run(r: Refresh) -> None:
     group = r.group
     skip = str(r.preferences.get("SkipMatching", "false")).lower() == "true"
+    stall = settings.get("refresh_stall_seconds")
     with lifecycle._LOCK:
-        want = lifecycle.launch_version(group)
-        old = [s for s in group.instance_states if s.lifecycle_state == "InService"
-               and (not skip or getattr(s, "craftlb_lt_version", want) != want)]
+        target = r.target
+        # Without SkipMatching every instance is replaced, matching or not.
+        old = {id(s) for s in group.instance_states if s.lifecycle_state == "InService"
+               and (not skip or getattr(s, "craftlb_lt_version", target) != target)}
         r.to_update, r.status = len(old), "InProgress"
         if not old:
-            _end(r, "Successful")
+            _finish_success(r)
             return
-        before = {id(s) for s in group.instance_states}
-        max_size, desired = group.max_size, group.desired_capacity or 0
-        # Launch before terminate: the group may exceed its size meanwhile.
-        group.max_size = max(max_size, desired + len(old))
-        group.set_desired_capacity(desired + len(old))
-        new = [s for s in group.instance_states if id(s) not in before]
-    timeout = float(r.preferences.get("InstanceWarmup") or 0) + 600
-    if not _wait(lambda: all(s.lifecycle_state == "InService" for s in new)
-                 and all(s in group.instance_states for s in new), r, timeout):
-        with lifecycle._LOCK:
-            group.max_size = max_size
-        _end(r, "Cancelled" if r.cancel else "Failed",
-             "" if r.cancel else "replacement instances did not reach InService")
+    why = _replace(r, lambda st: id(st) in old, target, stall)
+    if why is None:
+        _finish_success(r)
         return
-    with lifecycle._LOCK:
-        for s in old:
-            if s in group.instance_states:
-                group.autoscaling_backend.terminate_instance(s.instance.id, should_decrement=True)
-    if not _wait(lambda: not any(s in group.instance_states for s in old), r, 3600):
-        _end(r, "Cancelled" if r.cancel else "Failed", "" if r.cancel else "old instances did not leave")
+    if why == "cancelled":
+        _end(r, "Cancelled")
         return
+    auto = str(r.preferences.get("AutoRollback", "false")).lower() == "true"
+    if not auto:
+        _end(r, "Failed", why)
+        return
+    # AWS: with AutoRollback a failed refresh puts back what the group had:
+    # instances on the new version are replaced by the original one.
+    r.status, r.reason = "RollbackInProgress", why
+    r.rollback = {"RollbackReason": f"Instance refresh failed: {why}", "RollbackStartTime":
+                  datetime.now(timezone.utc), "PercentageCompleteOnRollback": 0,
+                  "InstancesToUpdateOnRollback": 0}
+    r.steps.append("rollback")
+
+    def on_target(st: Any) -> bool:
+        return getattr(st, "craftlb_lt_version", None) == target
+
     with lifecycle._LOCK:
-        group.max_size = max_size
+        r.rollback["InstancesToUpdateOnRollback"] = sum(1 for st in group.instance_states if on_target(st))
+    back = _replace(r, on_target, r.original, stall)
+    if back is None:
+        r.rollback["PercentageCompleteOnRollback"] = 100
+        _end(r, "RollbackSuccessful", why)
+    else:
+        _end(r, "RollbackFailed", f"{why}; rollback: {back}")
+
+
+def _finish_success(r: Refresh) -> None:
+    with lifecycle._LOCK:
         r.done = r.to_update
+        if r.desired_template is not None:
+            # AWS applies the desired configuration to the group only once
+            # the refresh succeeded.
+            r.group.launch_template_version = r.target
     _end(r, "Successful")
+
+
+def _refresh_target(group: Any, prefs: dict[str, Any], desired: dict[str, Any]) -> tuple[str | None, dict | None]:
+    """The version the refresh rolls to, validated as AWS does."""
+    template = (desired or {}).get("LaunchTemplate")
+    auto = str(prefs.get("AutoRollback", "false")).lower() == "true"
+    if auto and not template:
+        raise lifecycle.ValidationError("AutoRollback requires a desired configuration (DesiredConfiguration) "
+                                        "for the instance refresh.")
+    if auto and (group.launch_template_version or "$Default") in ("$Latest", "$Default"):
+        raise lifecycle.ValidationError("AutoRollback is not supported for an Auto Scaling group that uses "
+                                        "the $Latest or $Default launch template version.")
+    lo, hi = prefs.get("MinHealthyPercentage"), prefs.get("MaxHealthyPercentage")
+    if hi not in (None, ""):
+        if lo in (None, ""):
+            raise lifecycle.ValidationError("MinHealthyPercentage is required when MaxHealthyPercentage is set.")
+        if not (100 <= int(hi) <= 200) or not (0 <= int(lo) <= 100) or int(hi) - int(lo) > 100:
+            raise lifecycle.ValidationError("MaxHealthyPercentage must be 100-200, MinHealthyPercentage 0-100, "
+                                            "and they may differ by at most 100.")
+    if not template:
+        return lifecycle.launch_version(group), None
+    lt = group.ec2_launch_template
+    version = str(template.get("Version") or "$Default")
+    if version == "$Latest":
+        version = str(lt.latest_version_number)
+    elif version == "$Default":
+        version = str(lt.default_version_number)
+    return version, template
 
 
 def _group(self: Any) -> Any:
@@ -209,8 +367,11 @@ def start_instance_refresh(self: Any) -> Any:
     if any(r.group is group and r.status in ("Pending", "InProgress") for r in _REFRESHES.values()):
         raise InstanceRefreshInProgress("An Instance Refresh is already in progress and blocks the execution "
                                         "of this Instance Refresh.")
-    prefs = self._get_params().get("Preferences") or {}
-    r = Refresh(id=str(uuid.uuid4()), group=group, preferences=prefs)
+    params = self._get_params()
+    prefs = params.get("Preferences") or {}
+    target, template = _refresh_target(group, prefs, params.get("DesiredConfiguration") or {})
+    r = Refresh(id=str(uuid.uuid4()), group=group, preferences=prefs, target=target,
+                original=lifecycle.launch_version(group), desired_template=template)
     _REFRESHES[r.id] = r
     threading.Thread(target=_run, args=(r,), daemon=True, name=f"refresh-{r.id}").start()
     return ActionResult({"InstanceRefreshId": r.id})

@@ -9,24 +9,21 @@ behaviour it restores.
   `Successful`; while either lasts, another update is refused with
   ResourceConflictException. moto is Active and Successful at once, so a
   client that does not wait would pass here and fail on AWS. The window
-  lasts CRAFTLB_LAMBDA_STATE_SECONDS (default 1.5 s).
+  lasts `lambda_state_seconds` (settings.py, default 1.5 s).
 - UpdateFunctionConfiguration: moto ignores TracingConfig, DeadLetterConfig
   and KMSKeyArn and fails on an Environment without Variables (how AWS is
   told to clear them); UpdateFunctionCode ignores Architectures.
 - IAM propagation. AWS: a role made seconds ago may not yet be assumable by
   Lambda; CreateFunction then fails with InvalidParameterValueException "The
   role defined for the function cannot be assumed by Lambda." The window
-  here is `iam_propagation_seconds` after the role's creation (0 unless a
-  test turns it on through PUT /_craftlb/settings, or
-  CRAFTLB_IAM_PROPAGATION_SECONDS), so a client that does not retry fails
-  here as on AWS.
+  here is `iam_propagation_seconds` after the role's creation (settings.py,
+  on by default), so a client that does not retry fails here as on AWS.
 - Resource policy: AWS turns an account-id principal into
   `{"AWS": "arn:aws:iam::<id>:root"}`; moto keeps the bare id.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
@@ -35,19 +32,8 @@ from moto.awslambda import models as lambda_models
 from moto.awslambda import policy as lambda_policy
 from moto.awslambda.exceptions import LambdaClientError
 
-SETTINGS: dict[str, float] = {
-    "lambda_state_seconds": float(os.environ.get("CRAFTLB_LAMBDA_STATE_SECONDS", "1.5")),
-    "iam_propagation_seconds": float(os.environ.get("CRAFTLB_IAM_PROPAGATION_SECONDS", "0")),
-}
+import settings
 
-
-def configure(settings: dict[str, Any]) -> dict[str, float]:
-    """PUT /_craftlb/settings: change the windows above; returns them all."""
-    for k, v in settings.items():
-        if k not in SETTINGS:
-            raise ValueError(f"unknown setting {k!r} (known: {', '.join(SETTINGS)})")
-        SETTINGS[k] = float(v)
-    return dict(SETTINGS)
 _LOCK = threading.Lock()
 # function ARN -> {"pending_until": t, "updating_until": t} (monotonic)
 _TIMES: dict[str, dict[str, float]] = {}
@@ -66,6 +52,18 @@ def _window(fn: Any) -> dict[str, float]:
         return _TIMES.setdefault(fn.function_arn, {"pending_until": 0.0, "updating_until": 0.0})
 
 
+def settle() -> int:
+    """Ends every Pending / InProgress window now (POST /_craftlb/lambda/settle):
+    a test holds a window open with a long lambda_state_seconds to meet it for
+    sure, however slow the machine, then ends it here. Returns how many."""
+    with _LOCK:
+        now = time.monotonic()
+        n = sum(1 for t in _TIMES.values() if max(t.values()) > now)
+        for t in _TIMES.values():
+            t["pending_until"] = t["updating_until"] = 0.0
+        return n
+
+
 def _busy(fn: Any) -> bool:
     t = _window(fn)
     now = time.monotonic()
@@ -75,23 +73,12 @@ def _busy(fn: Any) -> bool:
 _orig_create = lambda_models.LambdaBackend.create_function
 
 
-def _role_too_new(account_id: str, role_arn: str) -> bool:
-    from moto.iam.models import iam_backends
-    from moto.iam.exceptions import NotFoundException
-    from moto.core.utils import utcnow
-    try:
-        role = iam_backends[account_id]["aws"].get_role_by_arn(role_arn)
-    except (NotFoundException, KeyError):
-        return False
-    return (utcnow() - role.create_date).total_seconds() < SETTINGS["iam_propagation_seconds"]
-
-
 def create_function(self: Any, spec: dict[str, Any]) -> Any:
-    if _role_too_new(self.account_id, spec.get("Role", "")):
+    if settings.role_propagating(self.account_id, spec.get("Role", "")):
         raise LambdaClientError("InvalidParameterValueException",
                                 "The role defined for the function cannot be assumed by Lambda.")
     fn = _orig_create(self, spec)
-    _window(fn)["pending_until"] = time.monotonic() + SETTINGS["lambda_state_seconds"]
+    _window(fn)["pending_until"] = time.monotonic() + settings.get("lambda_state_seconds")
     fn.craftlb_dead_letter = (spec.get("DeadLetterConfig") or {}).get("TargetArn")
     return fn
 
@@ -132,7 +119,7 @@ def update_configuration(self: Any, config_updates: dict[str, Any]) -> dict[str,
     if "KMSKeyArn" in updates:
         self.kms_key_arn = updates.pop("KMSKeyArn") or None
     result = _orig_update_configuration(self, updates)
-    _window(self)["updating_until"] = time.monotonic() + SETTINGS["lambda_state_seconds"]
+    _window(self)["updating_until"] = time.monotonic() + settings.get("lambda_state_seconds")
     return result
 
 
@@ -145,7 +132,7 @@ def update_function_code(self: Any, updated_spec: dict[str, Any]) -> dict[str, A
     if updated_spec.get("Architectures"):
         self.architectures = updated_spec["Architectures"]
     result = _orig_update_code(self, updated_spec)
-    _window(self)["updating_until"] = time.monotonic() + SETTINGS["lambda_state_seconds"]
+    _window(self)["updating_until"] = time.monotonic() + settings.get("lambda_state_seconds")
     return result
 
 

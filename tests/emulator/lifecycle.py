@@ -27,6 +27,8 @@ from moto.core.exceptions import ServiceException
 from moto.core.responses import EmptyResult
 from moto.sns.models import sns_backends
 
+import settings
+
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 
@@ -176,10 +178,14 @@ def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated
 
 def launch_version(group: Any) -> str | None:
     """The launch template version a new instance of the group gets: the
-    group's number, or what $Default / $Latest resolve to now."""
+    one an instance refresh rolls to while it runs, else the group's number,
+    or what $Default / $Latest resolve to now."""
     lt = group.ec2_launch_template
     if lt is None:
         return None
+    override = getattr(group, "craftlb_launch_version", None)
+    if override:
+        return str(override)
     version = group.launch_template_version or "$Default"
     if version == "$Default":
         return str(lt.default_version_number)
@@ -250,21 +256,57 @@ def terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> A
 
 
 def put_lifecycle_hook(self: Any) -> Any:
-    # moto drops NotificationTargetARN, RoleARN and NotificationMetadata and
-    # describes placeholder ARNs for a hook that has none; AWS keeps what was
-    # given and describes nothing for what was not. (moto also replaces the
-    # whole hook on every put; craftlb's module always sends the complete
-    # hook, so AWS's update of the given fields gives the same result.)
+    # AWS (PutLifecycleHook, https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutLifecycleHook.html):
+    # a new hook needs its transition (and a role when it has an SNS/SQS
+    # target); on an existing hook "optional when updating": a member not
+    # given keeps its value, and an empty NotificationTargetARN removes the
+    # target. moto replaces the whole hook on every put, drops target, role
+    # and metadata, and describes placeholder ARNs instead.
     group = self._get_param("AutoScalingGroupName")
-    if group not in self.autoscaling_backend.autoscaling_groups:
+    backend = self.autoscaling_backend
+    if group not in backend.autoscaling_groups:
         raise ValidationError(f"No Auto Scaling group found with name {group}")
-    result = _orig_put_hook(self)
     name = self._get_param("LifecycleHookName")
-    hook = self.autoscaling_backend.lifecycle_hooks.get(f"{group}_{name}")
-    if hook is not None:
-        configure(hook, self._get_param("NotificationTargetARN"), self._get_param("RoleARN"),
-                  self._get_param("NotificationMetadata"))
-    return result
+    given = {k: self._get_param(k) for k in ("LifecycleTransition", "NotificationTargetARN", "RoleARN",
+                                              "NotificationMetadata", "DefaultResult")}
+    timeout = self._get_int_param("HeartbeatTimeout")
+    hook = backend.lifecycle_hooks.get(f"{group}_{name}")
+    if hook is None:
+        if not given["LifecycleTransition"]:
+            raise ValidationError("LifecycleTransition is required for a new lifecycle hook")
+        target = given["NotificationTargetARN"] or None
+        role = given["RoleARN"]
+    else:
+        target = (given["NotificationTargetARN"] or None if given["NotificationTargetARN"] is not None
+                  else hook.notification_target_arn)
+        role = given["RoleARN"] if given["RoleARN"] is not None else hook.role_arn
+    if target and not role:
+        raise ValidationError("RoleARN is required when a notification target is specified")
+    check_publishable(self.current_account, target, role)
+    if hook is None:
+        hook = backend.create_lifecycle_hook(name=name, as_name=group, transition=given["LifecycleTransition"],
+                                             timeout=timeout, result=given["DefaultResult"])
+        configure(hook, target, role, given["NotificationMetadata"])
+        return EmptyResult()
+    if given["LifecycleTransition"]:
+        hook.lifecycle_transition = given["LifecycleTransition"]
+    if timeout is not None:
+        hook.heartbeat_timeout = timeout
+    if given["DefaultResult"]:
+        hook.default_result = given["DefaultResult"]
+    metadata = given["NotificationMetadata"] if given["NotificationMetadata"] is not None else hook.craftlb_metadata
+    configure(hook, target, role, metadata)
+    return EmptyResult()
+
+
+def check_publishable(account: str, target: str | None, role: str | None) -> None:
+    """AWS publishes a test message to a hook's target with its role when
+    the hook is put (or the group is created with it); a role too young for
+    Auto Scaling to assume fails that (IAM propagation, settings.py)."""
+    if target and settings.role_propagating(account, role):
+        raise ValidationError(f"Unable to publish test message to notification target {target} using IAM role "
+                              f"{role}. Please check your target and role configuration and try to put lifecycle "
+                              "hook again.")
 
 
 def configure(hook: Any, target: str | None, role: str | None, metadata: str | None) -> None:
@@ -278,7 +320,6 @@ def configure(hook: Any, target: str | None, role: str | None, metadata: str | N
     hook.global_timeout = min(100 * int(hook.heartbeat_timeout), 172800)
 
 
-_orig_put_hook = asg_responses.AutoScalingResponse.put_lifecycle_hook
 
 
 def complete_lifecycle_action(self: Any) -> Any:

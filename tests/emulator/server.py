@@ -6,6 +6,9 @@ serves until SIGTERM/SIGINT.
 
 Additions over stock moto (each marked where it is implemented):
 - a request log of every AWS call (service, operation, HTTP status, fault),
+- every request checked against AWS's own service model (botocore's
+  service-2.json: required members, lengths, ranges, enums, patterns) and
+  refused as AWS refuses it (validation.py),
 - fault injection (throttling, 5xx, added latency) by rate, per service and
   operation, with a seeded RNG so failing runs can be replayed,
 - EC2 fixes: launch template tags as they are now (ec2_fixes.py),
@@ -25,7 +28,8 @@ Additions over stock moto (each marked where it is implemented):
 
 Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/health                  -> {"ok": true}
-  GET    /_craftlb/requests                -> [{"service", "operation", "status", "fault", "ms", "agent"}...]
+  GET    /_craftlb/requests                -> [{"service", "operation", "status", "fault", "ms", "agent",
+                                                "params"}...] (params: the request as AWS's model reads it)
   DELETE /_craftlb/requests                -> clears the log
   PUT    /_craftlb/faults   {"seed": 1, "rules": [{"service": "route53", "operation": "*",
                              "throttle": 0.3, "error": 0.1, "latency_ms": 0, "agent": ""}]}
@@ -36,9 +40,14 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/autoscaling/hooks[?group=G] -> every lifecycle hook (all accounts and regions)
   GET    /_craftlb/autoscaling/refreshes   -> every instance refresh and how it ended
   POST   /_craftlb/sns/confirm[?endpoint=E] -> confirm pending SNS subscriptions (the endpoint's part)
-  PUT    /_craftlb/settings {"lambda_state_seconds": 1.5, "iam_propagation_seconds": 2} -> AWS's delays here
+  PUT    /_craftlb/settings {"lambda_state_seconds": 1.5, "iam_propagation_seconds": 3, "validate": "enforce"}
+                                            -> AWS's behaviours and delays here (settings.py); validate:
+                                               requests checked against AWS's models (enforce|report|off)
+  GET    /_craftlb/settings                -> them all
+  GET    /_craftlb/validation              -> every request refused for breaking its operation's model
   PUT/GET /_craftlb/imds/<instance-id>/latest/...  -> IMDSv2 of that instance (imds.py)
   POST   /_craftlb/lambda/invoke/NAME      -> run function NAME (us-east-1) on the JSON body, wait, return the run
+  POST   /_craftlb/lambda/settle           -> end every function's Pending / InProgress window now
 """
 
 from __future__ import annotations
@@ -79,8 +88,10 @@ import lambda_states  # noqa: E402  (Lambda's Pending/InProgress states, config 
 import lifecycle  # noqa: E402  (lifecycle hooks that hold instances)
 import asg_fixes  # noqa: E402  (hooks at group creation, ForceDelete, instance refreshes; after lifecycle)
 import route53_fixes  # noqa: E402  (patches moto's Route 53 on import)
+import settings as settings_mod  # noqa: E402  (the AWS-behaviour switches)
 import sns_fixes  # noqa: E402  (subscriptions pending confirmation)
-from faults import FaultInjector  # noqa: E402
+from faults import FaultInjector, render_error  # noqa: E402
+from validation import MODES, Validator, loggable  # noqa: E402
 
 
 class State:
@@ -90,6 +101,8 @@ class State:
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.faults = FaultInjector()
+        self.validator = Validator(os.environ.get("CRAFTLB_EMULATOR_VALIDATE", "enforce"),
+                                   os.environ.get("CRAFTLB_EMULATOR_REFUSALS"))
 
     def log(self, entry: dict[str, Any]) -> None:
         with self.lock:
@@ -121,10 +134,17 @@ def _install_call_hook() -> None:
             STATE.log({"service": service, "operation": operation, "status": status, "fault": fault.kind,
                        "agent": caller})
             return status, headers, body
+        refused, params = STATE.validator.validate(service, operation, self, caller)
+        shown = loggable(params) if params is not None else None
+        if refused:
+            code, status, message = refused
+            STATE.log({"service": service, "operation": operation, "status": status, "fault": "validation",
+                       "agent": caller, "code": code, "message": message, "params": shown})
+            return render_error(service, code, status, message)
         started = time.monotonic()
         status, headers, body = original(self)
         STATE.log({"service": service, "operation": operation, "status": int(status), "fault": None,
-                   "ms": round((time.monotonic() - started) * 1000, 2), "agent": caller})
+                   "ms": round((time.monotonic() - started) * 1000, 2), "agent": caller, "params": shown})
         return status, headers, body
 
     moto_responses.BaseResponse.call_action = call_action
@@ -144,15 +164,38 @@ def _install_call_hook() -> None:
                 STATE.log({"service": "s3", "operation": operation, "status": status, "fault": fault.kind,
                            "agent": agent.split(" ", 1)[0]})
                 return status, hdrs, body
+            refused, params = STATE.validator.validate("s3", operation, _S3Request(request, full_url),
+                                                       agent.split(" ", 1)[0])
+            shown = loggable(params) if params is not None else None
+            if refused:
+                code, status, message = refused
+                STATE.log({"service": "s3", "operation": operation, "status": status, "fault": "validation",
+                           "agent": agent.split(" ", 1)[0], "code": code, "message": message, "params": shown})
+                return render_error("s3", code, status, message)
             started = time.monotonic()
             status, hdrs, body = original(self, request, full_url, headers)
             STATE.log({"service": "s3", "operation": operation, "status": int(status), "fault": None,
-                       "ms": round((time.monotonic() - started) * 1000, 2), "agent": agent.split(" ", 1)[0]})
+                       "ms": round((time.monotonic() - started) * 1000, 2), "agent": agent.split(" ", 1)[0],
+                       "params": shown})
             return status, hdrs, body
         return handler
 
     s3_responses.S3Response.bucket_response = logged(s3_responses.S3Response.bucket_response, "bucket")
     s3_responses.S3Response.key_response = logged(s3_responses.S3Response.key_response, "key")
+
+
+class _S3Request:
+    """What the validator reads of an S3 request: moto dispatches S3 on the
+    path (path-style addressing, as against any endpoint URL) without the
+    model's URI labels, so Bucket and Key are taken from the path here."""
+
+    def __init__(self, request: Any, full_url: str) -> None:
+        self.normalized_request = request
+        parts = urlparse(full_url).path.lstrip("/").split("/", 1)
+        self.uri_match = {"Bucket": parts[0]}
+        if len(parts) > 1 and parts[1]:
+            from urllib.parse import unquote
+            self.uri_match["Key"] = unquote(parts[1])
 
 
 _S3_SUBRESOURCES = {"tagging": "BucketTagging", "publicAccessBlock": "PublicAccessBlock"}
@@ -173,7 +216,8 @@ def s3_operation(kind: str, method: str, full_url: str, headers: Any) -> str:
         return "DeleteObjects"
     if method == "GET":
         return "ListObjectVersions" if "versions" in query else (
-            "GetBucketLocation" if "location" in query else "ListObjects")
+            "GetBucketLocation" if "location" in query else
+            "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects")
     return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, "?")
 
 
@@ -226,13 +270,27 @@ class App:
             except ValueError as e:
                 return reply({"error": f"payload is not JSON: {e}"}, 400)
             return reply(lambda_runner.invoke_sync("123456789012", "us-east-1", name, payload))
+        if route == ("POST", "/_craftlb/lambda/settle"):
+            return reply({"settled": lambda_states.settle()})
         if route == ("GET", "/_craftlb/autoscaling/actions"):
             return reply(lifecycle.actions())
         if route == ("PUT", "/_craftlb/settings"):
             try:
-                return reply(lambda_states.configure(json.loads(req.get_data(as_text=True) or "{}")))
-            except (ValueError, TypeError) as e:
+                settings = json.loads(req.get_data(as_text=True) or "{}")
+                mode = settings.pop("validate", None)
+                if mode is not None and mode not in (True, False, *MODES):
+                    raise ValueError(f"validate must be one of {', '.join(MODES)} or a bool, not {mode!r}")
+                answer: dict[str, Any] = settings_mod.configure(settings)
+                if mode is not None:
+                    STATE.validator.configure(mode)
+                answer["validate"] = STATE.validator.mode
+                return reply(answer)
+            except (ValueError, TypeError, AttributeError) as e:
                 return reply({"error": str(e)}, 400)
+        if route == ("GET", "/_craftlb/settings"):
+            return reply({**settings_mod.snapshot(), "validate": STATE.validator.mode})
+        if route == ("GET", "/_craftlb/validation"):
+            return reply(STATE.validator.refusals())
         if route == ("POST", "/_craftlb/sns/confirm"):
             return reply(sns_fixes.confirm(req.args.get("endpoint")))
         if route == ("GET", "/_craftlb/autoscaling/hooks"):

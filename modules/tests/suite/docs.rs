@@ -280,13 +280,187 @@ fn aws_module_examples_run_as_written() {
         }
         let lib = support::all_modules(&lib_modules);
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        support::clear_request_log(&emu.url);
         let out = run_examples(name, lib.path(), &emu, None, &vars);
         assert_success(&format!("{name} EXAMPLES"), &out);
+        // Each example did what it says: the writes AWS received, in order,
+        // and every resource task reported a change.
+        let (changed, writes) = (recap_changed(&out), example_writes(&emu));
+        let (want_changed, want_writes) = expected_example_effects(name);
+        assert_eq!(
+            (
+                changed,
+                writes.iter().map(String::as_str).collect::<Vec<_>>()
+            ),
+            (want_changed, want_writes.to_vec()),
+            "{name} EXAMPLES: (changed tasks, AWS writes in order)"
+        );
         if name == "route53_healthcheck" {
             let checks = support::control(&emu, "/_craftlb/route53/healthchecks");
             // The named check was removed by the last example; the HTTPS one stays.
             assert_eq!(checks.as_array().map(Vec::len), Some(1), "{checks}");
         }
+    }
+}
+
+/// `changed=N` of the play recap.
+fn recap_changed(out: &std::process::Output) -> u64 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| l.starts_with("localhost"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("changed="))
+        })
+        .filter_map(|n| n.parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no play recap in:\n{text}"))
+}
+
+/// The calls of the modules that changed something and succeeded, in
+/// order (a retried call counts once: its failed attempts are not here).
+fn example_writes(emu: &Emulator) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in support::request_log(&emu.url) {
+        let op = r["operation"].as_str().unwrap_or_default();
+        let ours = r["agent"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("aws-sdk-rust");
+        let ok = r["status"].as_u64().is_some_and(|s| s < 300);
+        let read = ["Describe", "Get", "List", "Head"]
+            .iter()
+            .any(|p| op.starts_with(p));
+        if ours && ok && !read {
+            out.push(op.to_owned());
+        }
+    }
+    out
+}
+
+/// What each module's EXAMPLES do, read from the examples themselves: the
+/// number of tasks that change something, and the writes in order.
+fn expected_example_effects(name: &str) -> (u64, &'static [&'static str]) {
+    match name {
+        // Create; drop the target (a second put); delete.
+        "asg_lifecycle_hook" => (
+            3,
+            &[
+                "PutLifecycleHook",
+                "PutLifecycleHook",
+                "DeleteLifecycleHook",
+            ],
+        ),
+        // The template; the group with its hooks in one create; delete.
+        "autoscaling_group" => (
+            3,
+            &[
+                "CreateLaunchTemplate",
+                "CreateAutoScalingGroup",
+                "DeleteAutoScalingGroup",
+            ],
+        ),
+        // Read-only modules.
+        "aws_caller_info" | "ec2_vpc_subnet_info" => (0, &[]),
+        // Two addresses in, two out.
+        "ec2_eip_pool" => (
+            2,
+            &[
+                "AllocateAddress",
+                "AllocateAddress",
+                "ReleaseAddress",
+                "ReleaseAddress",
+            ],
+        ),
+        // Create; a new version made the default; delete.
+        "ec2_launch_template" => (
+            3,
+            &[
+                "CreateLaunchTemplate",
+                "CreateLaunchTemplateVersion",
+                "ModifyLaunchTemplate",
+                "DeleteLaunchTemplate",
+            ],
+        ),
+        // Create with rules; egress explicit (AWS's default revoked); ingress
+        // purged to the listed rules; delete.
+        "ec2_security_group" => (
+            4,
+            &[
+                "CreateSecurityGroup",
+                "AuthorizeSecurityGroupIngress",
+                "RevokeSecurityGroupEgress",
+                "AuthorizeSecurityGroupEgress",
+                "RevokeSecurityGroupIngress",
+                "DeleteSecurityGroup",
+            ],
+        ),
+        // The Lambda's role with its inline policy; the node role with a
+        // managed policy and its instance profile; both deleted with what
+        // they hold.
+        "iam_role" => (
+            3,
+            &[
+                "CreateRole",
+                "PutRolePolicy",
+                "CreateRole",
+                "AttachRolePolicy",
+                "CreateInstanceProfile",
+                "AddRoleToInstanceProfile",
+                "DeleteRolePolicy",
+                "DeleteRole",
+                "DetachRolePolicy",
+                "RemoveRoleFromInstanceProfile",
+                "DeleteInstanceProfile",
+                "DeleteRole",
+            ],
+        ),
+        // Create with the topic's permission; clear environment and
+        // description; delete.
+        "lambda" => (
+            3,
+            &[
+                "CreateFunction",
+                "AddPermission",
+                "UpdateFunctionConfiguration",
+                "DeleteFunction",
+            ],
+        ),
+        // A named check (created, then tagged); an HTTPS check; disabled by
+        // id; the named one removed.
+        "route53_healthcheck" => (
+            4,
+            &[
+                "CreateHealthCheck",
+                "ChangeTagsForResource",
+                "CreateHealthCheck",
+                "UpdateHealthCheck",
+                "DeleteHealthCheck",
+            ],
+        ),
+        // Created private and tagged; deleted (empty, nothing to empty).
+        "s3_bucket" => (
+            2,
+            &[
+                "CreateBucket",
+                "PutPublicAccessBlock",
+                "PutBucketTagging",
+                "DeleteBucket",
+            ],
+        ),
+        "s3_object" => (
+            3,
+            &[
+                "CreateBucket",
+                "PutPublicAccessBlock",
+                "PutObject",
+                "DeleteObject",
+            ],
+        ),
+        // The topic with the Lambda's subscription; a raw queue subscription;
+        // the topic deleted (its subscriptions with it).
+        "sns_topic" => (3, &["CreateTopic", "Subscribe", "Subscribe", "DeleteTopic"]),
+        other => panic!("no expected effects for {other}'s EXAMPLES"),
     }
 }
 

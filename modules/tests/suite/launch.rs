@@ -158,11 +158,35 @@ fn launch_rerun_check_scale_roll_and_destroy() {
     // From nothing: the group's instance registered by the uploaded Lambda.
     let out = w.play("launch-lb.yml", &config, &[], json!({}));
     support::assert_success("launch-lb.yml from nothing", &out);
-    assert_fleet(&w.state(), 1, "launched");
+    let state = w.state();
+    assert_fleet(&state, 1, "launched");
+    // The one instance's launching action, completed with CONTINUE (by a
+    // call, not by a timeout into the default result).
     let actions = support::control(&w.emu, "/_craftlb/autoscaling/actions");
-    assert!(
-        actions.to_string().contains("CONTINUE"),
-        "the launching action was completed: {actions}"
+    let launched: Vec<(String, String, String, Value, Value)> = actions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["instance_id"].as_str().unwrap_or_default().to_owned(),
+                a["hook"].as_str().unwrap_or_default().to_owned(),
+                a["transition"].as_str().unwrap_or_default().to_owned(),
+                a["result"].clone(),
+                a["history"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        launched,
+        vec![(
+            in_service(&state).concat(),
+            "e2e-launching".to_owned(),
+            "autoscaling:EC2_INSTANCE_LAUNCHING".to_owned(),
+            json!("CONTINUE"),
+            json!(["complete:CONTINUE"]),
+        )],
+        "the launching action: {actions}"
     );
 
     // A second run changes nothing, task by task.
@@ -212,8 +236,26 @@ fn launch_rerun_check_scale_roll_and_destroy() {
     let state = w.state();
     assert_fleet(&state, 1, "rolled");
     assert_ne!(in_service(&state), old, "the node was replaced: {state}");
+    // One refresh, of this group, finished: every old instance replaced.
     let refreshes = support::control(&w.emu, "/_craftlb/autoscaling/refreshes");
-    assert!(refreshes.to_string().contains("Successful"), "{refreshes}");
+    let done: Vec<(Value, Value, Value, Value)> = refreshes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["AutoScalingGroupName"].clone(),
+                r["Status"].clone(),
+                r["PercentageComplete"].clone(),
+                r["InstancesToUpdate"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        done,
+        vec![(json!("e2e-asg"), json!("Successful"), json!(100), json!(0))],
+        "{refreshes}"
+    );
 
     // Destroy leaves the account as it was; twice is fine.
     for run in 1..=2 {

@@ -7,6 +7,7 @@
 
 mod collection;
 mod docs;
+mod emulator;
 mod integration;
 mod launch;
 mod node;

@@ -563,15 +563,12 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
     let (out, _node) = n.deploy(&vars, None);
     assert_success("deploy", &out);
 
-    let wrk = Command::new("wrk")
-        .args([
-            "-t2",
-            "-c16",
-            "-d12s",
-            "-H",
-            "Host: app.example.com",
-            &format!("http://{}:8080/", n.ip),
-        ])
+    // The load runs until the last reload is done (stopped by SIGINT, when
+    // wrk prints its summary), however slow the machine: a fixed duration
+    // could end before the later reloads and prove nothing about them.
+    let url = format!("http://{}:8080/", n.ip);
+    let mut wrk = Command::new("wrk")
+        .args(["-t2", "-c16", "-d600s", "-H", "Host: app.example.com", &url])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run wrk (make setup installs it): {e}"));
@@ -600,7 +597,24 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
             let now = n.worker_pid();
             (now.is_some() && now != before).then_some(())
         });
+        // Under load at this reload, and served after it: wrk still runs,
+        // and a new connection (which only the new worker accepts) is
+        // answered by a backend.
+        assert!(
+            matches!(wrk.try_wait(), Ok(None)),
+            "wrk stopped before reload {i} was done"
+        );
+        let (code, body) = try_get(&url, "app.example.com");
+        assert!(
+            code == Some(0) && body.starts_with("app-"),
+            "no answer after reload {i}: {code:?} {body:?}"
+        );
     }
+    let out = Command::new("kill")
+        .args(["-INT", &wrk.id().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("kill -INT wrk: {e}"));
+    assert_success("kill -INT wrk", &out);
     let out = wrk
         .wait_with_output()
         .unwrap_or_else(|e| panic!("wrk: {e}"));
@@ -648,6 +662,57 @@ fn http_status(url: &str) -> String {
         .output()
         .unwrap_or_else(|e| panic!("curl: {e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One look of the [`Prober`]: the health endpoint's status and whether a
+/// request on a new connection was served.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    health: String,
+    served: bool,
+}
+
+/// A client on its own thread: every 50 ms, the health endpoint and one
+/// request on a new connection, each timestamped.
+struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Sample>>,
+}
+
+impl Prober {
+    fn start(health: &str, url: &str, host: &str) -> Prober {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, health, url, host) = (
+            stop.clone(),
+            health.to_owned(),
+            url.to_owned(),
+            host.to_owned(),
+        );
+        let thread = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = Instant::now();
+                let status = http_status(&health);
+                let (code, body) = try_get(&url, &host);
+                out.push(Sample {
+                    at,
+                    health: status,
+                    served: code == Some(0) && !body.is_empty(),
+                });
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            out
+        });
+        Prober { stop, thread }
+    }
+
+    fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| panic!("the prober thread panicked"))
+    }
 }
 
 /// A backend whose every request takes `secs` seconds: the connection a
@@ -764,6 +829,10 @@ fn scale_in_fails_health_then_closes_survives_reloads_and_waits_for_every_proces
         "the drain watch called AWS while in service: {calls:?}"
     );
 
+    // A client that keeps opening new connections, watched from outside
+    // the code under test: when the health check failed, when new
+    // connections stopped being served.
+    let prober = Prober::start(&health, &url, "app.example.com");
     scenario(&emu, &["terminate", "--instance", &id]);
     let mut drain = n.spawn_update_peers("drain_watch", watch, &n.imds(&emu));
 
@@ -791,10 +860,45 @@ fn scale_in_fails_health_then_closes_survives_reloads_and_waits_for_every_proces
         (n.frontend_stat("fe_http", "scur") >= 1).then_some(())
     });
 
-    // 2. Closed to new connections.
+    // 2. Closed to new connections, no sooner than TTL (2 s) + margin (1 s)
+    // after the health check failed, and serving until then: as the client
+    // saw it, not as the drain reports it.
     wait_for("the node to refuse new connections", 20, || {
         (try_get(&url, "app.example.com").0 != Some(0)).then_some(())
     });
+    let samples = prober.stop();
+    let first_503 = samples
+        .iter()
+        .position(|s| s.health == "503")
+        .filter(|&i| i > 0)
+        .unwrap_or_else(|| panic!("the prober did not see the health check go from 200 to 503: {samples:?}"));
+    let failed_at = samples[first_503].at;
+    // The check failed somewhere between the sample before and this one.
+    let uncertainty = failed_at.duration_since(samples[first_503 - 1].at);
+    let closed_at = samples
+        .iter()
+        .find(|s| s.at > failed_at && !s.served)
+        .map(|s| s.at)
+        .unwrap_or_else(|| panic!("the prober never saw the node close: {samples:?}"));
+    let accepting = closed_at.duration_since(failed_at);
+    let served_meanwhile = samples
+        .iter()
+        .filter(|s| s.at >= failed_at && s.at < closed_at)
+        .collect::<Vec<_>>();
+    assert!(
+        accepting + uncertainty >= Duration::from_secs(3),
+        "the node stopped accepting {accepting:?} (+ {uncertainty:?}) after failing its health check \
+         (TTL 2 s + margin 1 s)"
+    );
+    assert!(
+        served_meanwhile.len() >= 10 && served_meanwhile.iter().all(|s| s.served),
+        "new connections failed while the node still had to accept them: {served_meanwhile:?}"
+    );
+    eprintln!(
+        "drain seen from outside: accepted new connections for {accepting:?} after the health check failed \
+         ({} requests served meanwhile)",
+        served_meanwhile.len()
+    );
 
     // The group changes mid-drain: a new instance joins, update_peers (the
     // 30 s timer) rewrites the peers and reloads haproxy.
