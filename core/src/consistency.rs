@@ -74,6 +74,10 @@ pub const GROUP_NOT_FOUND_YET: NotYet = NotYet::code("InvalidGroup.NotFound");
 /// An instance launched a moment ago, not yet visible to DescribeInstances.
 pub const INSTANCE_NOT_FOUND_YET: NotYet = NotYet::code("InvalidInstanceID.NotFound");
 
+/// AssociateAddress on an instance still `pending`: "The pending instance
+/// 'i-...' is not in a valid state for this operation".
+pub const INSTANCE_PENDING: NotYet = NotYet::message("InvalidInstanceID", "pending instance");
+
 /// A security group still referenced by what is going away (an instance
 /// shutting down, another group's rule being revoked).
 pub const STILL_REFERENCED: NotYet = NotYet::code("DependencyViolation");
@@ -91,6 +95,21 @@ pub const EC2_PROPAGATION: Duration = Duration::from_secs(60);
 pub async fn until_consistent<T, F, Fut>(
     not_yet: &[NotYet],
     limit: Duration,
+    call: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    until_consistent_by(|e| not_yet.iter().any(|n| n.matches(e)), limit, call).await
+}
+
+/// [`until_consistent`] with the "not yet" answers told apart by `not_yet`
+/// (when the code alone does not say it: "the group *we just made* does not
+/// exist" is timing, another group that does not exist is a mistake).
+pub async fn until_consistent_by<T, F, Fut>(
+    not_yet: impl Fn(&Error) -> bool,
+    limit: Duration,
     mut call: F,
 ) -> Result<T, Error>
 where
@@ -101,7 +120,7 @@ where
     let mut pause = Duration::from_millis(500);
     loop {
         match call().await {
-            Err(e) if not_yet.iter().any(|n| n.matches(&e)) => {
+            Err(e) if not_yet(&e) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(e);

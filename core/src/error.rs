@@ -112,6 +112,14 @@ impl Error {
         self
     }
 
+    /// The same error, classed as worth trying again later (an answer
+    /// whose code AWS also gives for a real refusal, known here to be one
+    /// of timing).
+    pub fn transient(mut self) -> Error {
+        self.kind = ErrorKind::Transient;
+        self
+    }
+
     /// The same error with AWS's message (fakes in tests).
     pub fn with_message(mut self, message: &str) -> Error {
         if let Some(info) = self.aws.as_mut() {

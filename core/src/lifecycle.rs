@@ -24,6 +24,8 @@ pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
 pub const REF_PREFIX_LIFECYCLE: &str = "craftlb-lc-";
 /// The group tag the original system read the record name from.
 pub const DOMAIN_TAG: &str = "domain";
+/// The node's health endpoint (role loadbalancer's `loadbalancer_health_uri`).
+pub const HEALTH_PATH: &str = "/craftlb-health";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -73,8 +75,11 @@ pub enum IpType {
     Eip,
 }
 
-/// Health check settings from hook metadata; defaults are the original
-/// system's (TCP 443, every 30 s, 2 failures).
+/// Health check settings from hook metadata. The default checks what the
+/// node serves: its health endpoint (HTTP on port 80, `/craftlb-health`,
+/// 503 while it drains or when every backend is down), every 30 s, 2
+/// failures. (The original checked TCP 443, which fails on a load balancer
+/// without TLS mappings, and Route 53 then fails open to every record.)
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckMeta {
@@ -91,9 +96,9 @@ impl Default for HealthCheckMeta {
     fn default() -> HealthCheckMeta {
         HealthCheckMeta {
             enabled: true,
-            kind: "TCP".into(),
-            port: 443,
-            path: None,
+            kind: "HTTP".into(),
+            port: 80,
+            path: Some(HEALTH_PATH.into()),
             interval: 30,
             threshold: 2,
         }
@@ -113,6 +118,8 @@ pub struct HookMetadata {
     pub ttl: i64,
     pub weight: i64,
     pub health_check: HealthCheckMeta,
+    /// Accepted for metadata written before nodes completed their own
+    /// launches; a launch is no longer completed by the Lambda.
     pub on_failure: Option<LifecycleResult>,
     /// When set, the node drains and completes its own terminating action.
     pub drain_seconds: Option<u32>,
@@ -324,27 +331,18 @@ pub fn reference_instance<'a>(reference: &'a str, record: &str) -> Option<&'a st
     (a == "i" && !b.is_empty()).then_some(id)
 }
 
-/// Which lifecycle result to send, given how the event went. `None`: do
-/// not complete (the node will, after draining; the hook's heartbeat
-/// timeout and default result are the fallback).
-pub fn lifecycle_result(
-    transition: Transition,
-    outcome: Result<(), FailureClass>,
-    meta: &HookMetadata,
-) -> Option<LifecycleResult> {
+/// Which lifecycle result the Lambda sends for a hook's notification.
+/// `None`: not the Lambda's to complete. A launch is completed by the node
+/// itself, CONTINUE once it serves or ABANDON when it cannot (the Lambda
+/// publishes it when the group says it entered service); a drained
+/// termination by the node after its drain (the hook's heartbeat timeout
+/// and default result are the fallback). A leaving instance without a
+/// drain goes whatever happened to its record.
+pub fn lifecycle_result(transition: Transition, meta: &HookMetadata) -> Option<LifecycleResult> {
     match transition {
+        Transition::Launching => None,
         Transition::Terminating if meta.drain_seconds.is_some() => None,
-        // A leaving instance goes whatever happened to its record.
         Transition::Terminating => Some(LifecycleResult::Continue),
-        Transition::Launching => Some(match outcome {
-            Ok(()) => LifecycleResult::Continue,
-            Err(class) => meta.on_failure.unwrap_or(match class {
-                // A fresh instance may well succeed.
-                FailureClass::Transient => LifecycleResult::Abandon,
-                // Abandoning would cycle instances forever.
-                FailureClass::Permanent => LifecycleResult::Continue,
-            }),
-        }),
     }
 }
 
@@ -373,7 +371,14 @@ mod tests {
         let m = HookMetadata::parse(None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((m.ttl, m.weight, m.ip_type), (60, 1, IpType::Public));
         assert_eq!(m.health_check, HealthCheckMeta::default());
-        assert_eq!(m.health_check.port, 443);
+        assert_eq!(
+            (
+                m.health_check.kind.as_str(),
+                m.health_check.port,
+                m.health_check.path.as_deref()
+            ),
+            ("HTTP", 80, Some("/craftlb-health"))
+        );
         // The original's metadata was {"region": ...}.
         let m = HookMetadata::parse(Some(r#"{"region": "eu-west-1"}"#))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -463,15 +468,17 @@ mod tests {
             (
                 c.kind.as_str(),
                 c.port,
+                c.resource_path.as_deref(),
                 c.request_interval,
                 c.failure_threshold
             ),
-            ("TCP", Some(443), Some(30), Some(2))
+            ("HTTP", Some(80), Some("/craftlb-health"), Some(30), Some(2))
         );
-        assert_eq!(c.resource_path, None);
+        // An HTTP check without a path checks "/".
         let http = HealthCheckMeta {
             kind: "HTTP".into(),
             port: 80,
+            path: None,
             ..HealthCheckMeta::default()
         };
         assert_eq!(
@@ -519,38 +526,24 @@ mod tests {
     }
 
     #[test]
-    fn failure_policy() {
+    fn completion_policy() {
         let m = HookMetadata::default();
         use FailureClass::*;
         use LifecycleResult::*;
         use Transition::*;
-        assert_eq!(lifecycle_result(Launching, Ok(()), &m), Some(Continue));
-        assert_eq!(
-            lifecycle_result(Launching, Err(Transient), &m),
-            Some(Abandon)
-        );
-        assert_eq!(
-            lifecycle_result(Launching, Err(Permanent), &m),
-            Some(Continue)
-        );
-        assert_eq!(
-            lifecycle_result(Terminating, Err(Transient), &m),
-            Some(Continue)
-        );
-        let overridden = HookMetadata {
+        // Launches are the node's to complete, whatever the metadata says.
+        assert_eq!(lifecycle_result(Launching, &m), None);
+        let legacy = HookMetadata {
             on_failure: Some(Continue),
             ..HookMetadata::default()
         };
-        assert_eq!(
-            lifecycle_result(Launching, Err(Transient), &overridden),
-            Some(Continue)
-        );
+        assert_eq!(lifecycle_result(Launching, &legacy), None);
+        assert_eq!(lifecycle_result(Terminating, &m), Some(Continue));
         let drain = HookMetadata {
             drain_seconds: Some(30),
             ..HookMetadata::default()
         };
-        assert_eq!(lifecycle_result(Terminating, Ok(()), &drain), None);
-        assert_eq!(lifecycle_result(Launching, Ok(()), &drain), Some(Continue));
+        assert_eq!(lifecycle_result(Terminating, &drain), None);
         assert_eq!(FailureClass::from(ErrorKind::Throttled), Transient);
         assert_eq!(FailureClass::from(ErrorKind::Rejected), Permanent);
     }

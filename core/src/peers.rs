@@ -218,6 +218,20 @@ pub fn drain_settings(hooks: &[HookInfo]) -> DrainSettings {
 }
 
 /// The Auto Scaling / EC2 calls a node makes about its own group.
+/// The asked ids an InvalidInstanceID.NotFound names ("The instance ID
+/// 'i-1' does not exist", "The instance IDs 'i-1, i-2' do not exist").
+pub fn unknown_ids(e: &crate::Error, asked: &[String]) -> Vec<String> {
+    let text = e
+        .aws()
+        .and_then(|a| a.message.clone())
+        .unwrap_or_else(|| e.to_string());
+    asked
+        .iter()
+        .filter(|id| text.contains(id.as_str()))
+        .cloned()
+        .collect()
+}
+
 pub struct GroupApi {
     asg: AsgClient,
     ec2: Ec2Client,
@@ -273,6 +287,37 @@ impl GroupApi {
         // DescribeInstances takes at most 1000 ids; a group holds far fewer.
         // (No chunk at all for an empty group: no ids would list the account.)
         for chunk in ids.chunks(500) {
+            let mut chunk = chunk.to_vec();
+            // An instance launched a moment ago may be unknown to EC2 yet
+            // (eventual consistency), and EC2 then fails the whole call
+            // naming it: it is left out of this round (no address, no
+            // peer yet; the next run has it) instead of failing the run.
+            let pairs = loop {
+                match self.addresses(group, &chunk).await {
+                    Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {
+                        let unknown = unknown_ids(&e, &chunk);
+                        if unknown.is_empty() {
+                            return Err(e);
+                        }
+                        chunk.retain(|id| !unknown.contains(id));
+                        if chunk.is_empty() {
+                            break Vec::new();
+                        }
+                    }
+                    other => break other?,
+                }
+            };
+            ips.extend(pairs);
+        }
+        for m in &mut members {
+            m.private_ip = ips.remove(&m.instance_id);
+        }
+        Ok(Some(members))
+    }
+
+    /// (instance id, private IP) of these instances, every page.
+    async fn addresses(&self, group: &str, chunk: &[String]) -> Result<Vec<(String, String)>> {
+        {
             let what = format!("the {} instances of group '{group}'", chunk.len());
             let pairs = collect_all(&what, |token| {
                 let call = self
@@ -305,12 +350,8 @@ impl GroupApi {
                 }
             })
             .await?;
-            ips.extend(pairs);
+            Ok(pairs)
         }
-        for m in &mut members {
-            m.private_ip = ips.remove(&m.instance_id);
-        }
-        Ok(Some(members))
     }
 
     pub async fn hooks(&self, group: &str) -> Result<Vec<HookInfo>> {
@@ -361,6 +402,19 @@ impl GroupApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_ids_are_the_ones_ec2_names() {
+        let asked = ["i-1".to_owned(), "i-2".to_owned(), "i-3".to_owned()];
+        let e = crate::Error::new(crate::ErrorKind::NotFound, "describe", "x")
+            .with_code("InvalidInstanceID.NotFound")
+            .with_message("The instance IDs 'i-1, i-3' do not exist");
+        assert_eq!(unknown_ids(&e, &asked), ["i-1", "i-3"]);
+        let vague = crate::Error::new(crate::ErrorKind::NotFound, "describe", "x")
+            .with_code("InvalidInstanceID.NotFound")
+            .with_message("not found");
+        assert!(unknown_ids(&vague, &asked).is_empty());
+    }
 
     fn m(id: &str, state: &str, ip: Option<&str>) -> Member {
         Member {

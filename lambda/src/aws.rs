@@ -12,6 +12,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
 use craftlb_core::aws::CallCounter;
+use craftlb_core::consistency;
 use craftlb_core::error::{Error, ErrorKind, sdk_error};
 use craftlb_core::healthcheck::{Config, HealthChecks, plan_tags};
 use craftlb_core::lifecycle::{self, Addresses, LifecycleResult};
@@ -24,6 +25,10 @@ const MAX_RECORD_PAGES: usize = 10_000;
 
 /// The tag that puts an Elastic IP into a pool.
 pub const POOL_TAG: &str = "craftlb:pool";
+
+/// How long the Lambda asks again when EC2 does not know a new instance
+/// yet or still calls it pending: a bounded part of the function's time.
+const LOOKUP_CONSISTENCY: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct SdkAws {
     route53: aws_sdk_route53::Client,
@@ -104,31 +109,68 @@ impl Aws for SdkAws {
             .map(group_tag_map))
     }
 
-    async fn instance_addresses(&self, instance_id: &str) -> Result<Option<Addresses>, Error> {
-        let res = self
-            .ec2
-            .describe_instances()
+    async fn instance_lifecycle(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<(String, String)>, Error> {
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_instances()
             .instance_ids(instance_id)
             .send()
-            .await;
+            .await
+            .map_err(sdk_error(
+                "Auto Scaling",
+                "DescribeAutoScalingInstances",
+                format!("read the lifecycle state of '{instance_id}'"),
+            ))?;
+        Ok(out
+            .auto_scaling_instances()
+            .iter()
+            .find(|i| i.instance_id() == Some(instance_id))
+            .map(|i| {
+                (
+                    i.auto_scaling_group_name().unwrap_or_default().to_owned(),
+                    i.lifecycle_state().unwrap_or_default().to_owned(),
+                )
+            }))
+    }
+
+    async fn hook_metadata(&self, group: &str, transition: &str) -> Result<Option<String>, Error> {
+        let hooks = craftlb_core::autoscaling::lifecycle_hooks(&self.autoscaling, group).await?;
+        Ok(hooks
+            .iter()
+            .find(|h| h.lifecycle_transition() == Some(transition))
+            .and_then(|h| h.notification_metadata().map(str::to_owned)))
+    }
+
+    async fn instance_addresses(&self, instance_id: &str) -> Result<Option<Addresses>, Error> {
+        // A moment after the launch EC2 may not know the id yet
+        // (eventual consistency): asked again for a few seconds.
+        let res = consistency::until_consistent(
+            &[consistency::INSTANCE_NOT_FOUND_YET],
+            LOOKUP_CONSISTENCY,
+            || async {
+                self.ec2
+                    .describe_instances()
+                    .instance_ids(instance_id)
+                    .send()
+                    .await
+                    .map_err(sdk_error(
+                        "EC2",
+                        "DescribeInstances",
+                        format!("describe instance '{instance_id}'"),
+                    ))
+            },
+        )
+        .await;
         let out = match res {
             Ok(out) => out,
-            Err(e) => {
-                let err = Error::from_sdk(
-                    "EC2",
-                    "DescribeInstances",
-                    format!("describe instance '{instance_id}'"),
-                    e,
-                );
-                // EC2 says InvalidInstanceID.NotFound for an unknown id.
-                if err
-                    .code()
-                    .is_some_and(|c| c.starts_with("InvalidInstanceID"))
-                {
-                    return Ok(None);
-                }
-                return Err(err);
+            // Still unknown: no such instance (the caller decides what that means).
+            Err(e) if e.code().is_some_and(|c| c.starts_with("InvalidInstanceID")) => {
+                return Ok(None);
             }
+            Err(e) => return Err(e),
         };
         Ok(out
             .reservations()
@@ -178,58 +220,49 @@ impl Aws for SdkAws {
         for (alloc, ip, _, _) in addresses.iter().filter(|a| a.2.is_none()) {
             // AllowReassociation=false makes the association the lock: two
             // launches racing for one address cannot both win it.
-            let res = self
-                .ec2
-                .associate_address()
-                .allocation_id(alloc)
-                .instance_id(instance_id)
-                .allow_reassociation(false)
-                .send()
-                .await;
+            // A pending instance is refused ("not in a valid state"): it
+            // is asked again until it runs, within the lookup window.
+            let res = consistency::until_consistent(
+                &[
+                    consistency::INSTANCE_PENDING,
+                    consistency::INSTANCE_NOT_FOUND_YET,
+                ],
+                LOOKUP_CONSISTENCY,
+                || async {
+                    self.ec2
+                        .associate_address()
+                        .allocation_id(alloc)
+                        .instance_id(instance_id)
+                        .allow_reassociation(false)
+                        .send()
+                        .await
+                        .map_err(sdk_error(
+                            "EC2",
+                            "AssociateAddress",
+                            format!("associate {ip} with '{instance_id}'"),
+                        ))
+                },
+            )
+            .await;
             match res {
                 Ok(_) => return Ok(ip.clone()),
-                Err(e) => {
-                    let err = Error::from_sdk(
-                        "EC2",
-                        "AssociateAddress",
-                        format!("associate {ip} with '{instance_id}'"),
-                        e,
-                    );
-                    if err.code() != Some("Resource.AlreadyAssociated") {
-                        return Err(err);
-                    }
+                Err(err) if err.code() == Some("Resource.AlreadyAssociated") => {}
+                Err(err) if consistency::INSTANCE_PENDING.matches(&err) => {
+                    return Err(err.transient());
                 }
+                Err(err) => return Err(err),
             }
         }
+        // Transient: during a launch-before-terminate refresh the leaving
+        // instances free their addresses as they terminate.
         Err(Error::new(
-            ErrorKind::Rejected,
+            ErrorKind::Transient,
             format!("take an Elastic IP from pool '{pool}' for '{instance_id}'"),
             format!(
                 "no free address in the pool ({} tagged {POOL_TAG}={pool}, all associated)",
                 addresses.len()
             ),
         ))
-    }
-
-    async fn release_eip(&self, pool: &str, instance_id: &str) -> Result<bool, Error> {
-        let addresses = self.pool(pool).await?;
-        let Some((_, ip, Some(assoc), _)) = addresses
-            .into_iter()
-            .find(|a| a.3.as_deref() == Some(instance_id))
-        else {
-            return Ok(false);
-        };
-        self.ec2
-            .disassociate_address()
-            .association_id(&assoc)
-            .send()
-            .await
-            .map_err(sdk_error(
-                "EC2",
-                "DisassociateAddress",
-                format!("release {ip} from '{instance_id}'"),
-            ))?;
-        Ok(true)
     }
 
     async fn create_health_check(&self, reference: &str, config: &Config) -> Result<String, Error> {

@@ -1,9 +1,11 @@
 /*!
 What can arrive: SNS-wrapped Auto Scaling lifecycle notifications (the
-original system's path), EventBridge lifecycle events, the test
-notification Auto Scaling sends when a hook's target is set, and our own
-`{"reconcile": "<group>"}`. Anything else is `Malformed`, carrying the raw
-text so it can be logged — never a panic, never a runtime crash.
+terminating hook's), the group's own notifications (an instance entered
+service: `autoscaling:EC2_INSTANCE_LAUNCH`, or was terminated), the same as
+EventBridge events, the test notification Auto Scaling sends when a hook's
+target is set, and our own `{"reconcile": "<group>"}`. Anything else is
+`Malformed`, carrying the raw text so it can be logged — never a panic,
+never a runtime crash.
 */
 
 use aws_lambda_events::event::autoscaling::AutoScalingEvent;
@@ -38,12 +40,70 @@ pub struct LifecycleMessage {
     pub destination: Option<String>,
 }
 
+/// A group notification: "an instance of the group did this".
+pub const INSTANCE_LAUNCH: &str = "autoscaling:EC2_INSTANCE_LAUNCH";
+pub const INSTANCE_LAUNCH_ERROR: &str = "autoscaling:EC2_INSTANCE_LAUNCH_ERROR";
+pub const INSTANCE_TERMINATE: &str = "autoscaling:EC2_INSTANCE_TERMINATE";
+pub const INSTANCE_TERMINATE_ERROR: &str = "autoscaling:EC2_INSTANCE_TERMINATE_ERROR";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     Lifecycle(Box<LifecycleMessage>),
-    Test { group: Option<String> },
-    Reconcile { group: String },
-    Malformed { reason: String, raw: String },
+    /// The instance entered service: its node completed its launching
+    /// action (CONTINUE) because it serves.
+    Launched {
+        group: String,
+        instance: String,
+    },
+    /// The instance is gone.
+    Terminated {
+        group: String,
+        instance: String,
+    },
+    /// A group notification that needs nothing (a failed launch or
+    /// termination): logged.
+    Notice {
+        event: String,
+        group: String,
+        instance: Option<String>,
+    },
+    Test {
+        group: Option<String>,
+    },
+    Reconcile {
+        group: String,
+    },
+    Malformed {
+        reason: String,
+        raw: String,
+    },
+}
+
+/// A group notification's event name (SNS) or detail-type (EventBridge),
+/// as the item it is.
+fn instance_event(event: &str, body: &Value) -> Option<Item> {
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (group, instance) = (text("AutoScalingGroupName")?, text("EC2InstanceId"));
+    Some(match (event, instance) {
+        (INSTANCE_LAUNCH | "EC2 Instance Launch Successful", Some(instance)) => {
+            Item::Launched { group, instance }
+        }
+        (INSTANCE_TERMINATE | "EC2 Instance Terminate Successful", Some(instance)) => {
+            Item::Terminated { group, instance }
+        }
+        (
+            INSTANCE_LAUNCH_ERROR
+            | INSTANCE_TERMINATE_ERROR
+            | "EC2 Instance Launch Unsuccessful"
+            | "EC2 Instance Terminate Unsuccessful",
+            instance,
+        ) => Item::Notice {
+            event: event.to_owned(),
+            group,
+            instance,
+        },
+        _ => return None,
+    })
 }
 
 fn malformed(reason: impl Into<String>, raw: &Value) -> Item {
@@ -62,6 +122,13 @@ fn from_body(body: &Value) -> Item {
             .and_then(Value::as_str)
             .map(str::to_owned);
         return Item::Test { group };
+    }
+    if let Some(item) = body
+        .get("Event")
+        .and_then(Value::as_str)
+        .and_then(|event| instance_event(event, body))
+    {
+        return item;
     }
     match serde_json::from_value::<LifecycleMessage>(body.clone()) {
         Ok(m) => Item::Lifecycle(Box::new(m)),
@@ -102,7 +169,8 @@ pub fn parse(payload: &Value) -> Vec<Item> {
         return match serde_json::from_value::<AutoScalingEvent>(payload.clone()) {
             Ok(ev) if ev.source.as_deref() == Some("aws.autoscaling") => {
                 let detail = Value::Object(ev.detail.into_iter().collect());
-                vec![from_body(&detail)]
+                let kind = ev.detail_type.as_deref().unwrap_or_default();
+                vec![instance_event(kind, &detail).unwrap_or_else(|| from_body(&detail))]
             }
             Ok(ev) => vec![malformed(
                 format!("EventBridge event from unexpected source {:?}", ev.source),
@@ -175,6 +243,40 @@ mod tests {
         };
         assert_eq!(m.lifecycle_hook_name, "mylb-launching");
         assert_eq!(m.origin.as_deref(), Some("EC2"));
+    }
+
+    #[test]
+    fn group_notifications_sns_and_eventbridge() {
+        let launched = Item::Launched {
+            group: "mylb-asg".into(),
+            instance: "i-0598c7d356eba48d7".into(),
+        };
+        assert_eq!(one(&fixture("sns-instance-launch.json")), launched);
+        assert_eq!(
+            one(&fixture("eventbridge-instance-launch-successful.json")),
+            launched
+        );
+        assert_eq!(
+            one(&fixture("sns-instance-terminate.json")),
+            Item::Terminated {
+                group: "mylb-asg".into(),
+                instance: "i-0598c7d356eba48d7".into(),
+            }
+        );
+        let mut error = fixture("sns-instance-launch.json");
+        let body = error["Records"][0]["Sns"]["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(INSTANCE_LAUNCH, INSTANCE_LAUNCH_ERROR);
+        error["Records"][0]["Sns"]["Message"] = Value::from(body);
+        assert_eq!(
+            one(&error),
+            Item::Notice {
+                event: INSTANCE_LAUNCH_ERROR.into(),
+                group: "mylb-asg".into(),
+                instance: Some("i-0598c7d356eba48d7".into()),
+            }
+        );
     }
 
     #[test]

@@ -1,13 +1,27 @@
 /*!
-The handler: one lifecycle message in, Route 53 changed, lifecycle action
-completed, one report out. Generic over [`Aws`], so the decisions are tested
-with a fake and the wiring against the emulator.
+The handler: one event in, Route 53 changed, one report out. Generic over
+[`Aws`], so the decisions are tested with a fake and the wiring against the
+emulator.
+
+- An instance entered service (the group's `EC2_INSTANCE_LAUNCH`): its node
+  completed its own launching action because it serves, so it is published:
+  health check on what it serves, weighted record. Only an instance the
+  group still has InService is published (a late or retried event of an
+  instance that already leaves publishes nothing).
+- A terminating hook's notification: its record and health check go at
+  once (the node keeps serving for the TTL while it drains), and the action
+  is completed unless the node drains and completes it itself.
+- An instance is gone (`EC2_INSTANCE_TERMINATE`): whatever is still
+  published of it goes (a termination that skipped the hook: ForceDelete, a
+  hook timeout).
+- A launching hook's notification: nothing; the launch is the node's to
+  complete.
 */
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use craftlb_core::error::Error;
+use craftlb_core::error::{Error, ErrorKind};
 use craftlb_core::healthcheck::Config;
 use craftlb_core::lifecycle::{
     self, Addresses, FailureClass, HookMetadata, IpType, LifecycleResult, Permanent, Transition,
@@ -41,14 +55,21 @@ pub enum Completion {
 pub trait Aws {
     /// The group's tags; `None` when the group no longer exists.
     async fn group_tags(&self, group: &str) -> Result<Option<BTreeMap<String, String>>, Error>;
+    /// The instance's group and lifecycle state there ("InService",
+    /// "Terminating:Wait", ...); `None` when no group has it (any more).
+    async fn instance_lifecycle(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<(String, String)>, Error>;
+    /// The metadata of the group's hook for `transition`; `None` when the
+    /// group has no such hook or it has no metadata.
+    async fn hook_metadata(&self, group: &str, transition: &str) -> Result<Option<String>, Error>;
     /// The instance's addresses; `None` when it no longer exists.
     async fn instance_addresses(&self, instance_id: &str) -> Result<Option<Addresses>, Error>;
     /// The public hosted zone holding `record` (longest match).
     async fn find_zone(&self, record: &str) -> Result<Option<String>, Error>;
     /// Associates a free address of the pool with the instance, returns it.
     async fn associate_eip(&self, pool: &str, instance_id: &str) -> Result<String, Error>;
-    /// Returns the instance's pool address to the pool.
-    async fn release_eip(&self, pool: &str, instance_id: &str) -> Result<bool, Error>;
     /// CreateHealthCheck with this caller reference: returns the check
     /// created earlier with the same reference and settings, or fails with
     /// HealthCheckAlreadyExists for the reference of a deleted check.
@@ -124,6 +145,8 @@ pub struct Report {
     pub completion: Option<String>,
     pub error: Option<String>,
     pub error_class: Option<String>,
+    /// Why nothing was done, when nothing was.
+    pub note: Option<String>,
     /// Ask Lambda to deliver the event again: something transient left
     /// work undone that a retry can finish.
     pub retry: bool,
@@ -172,20 +195,15 @@ pub(crate) struct Progress {
 
 async fn record_target<A: Aws>(
     aws: &A,
-    msg: &LifecycleMessage,
+    group: &str,
     meta: &HookMetadata,
 ) -> Result<(String, String), Failure> {
     let tags = match &meta.record_name {
         Some(_) => BTreeMap::new(),
         None => aws
-            .group_tags(&msg.auto_scaling_group_name)
+            .group_tags(group)
             .await?
-            .ok_or_else(|| {
-                Permanent(format!(
-                    "group '{}' does not exist",
-                    msg.auto_scaling_group_name
-                ))
-            })?,
+            .ok_or_else(|| Permanent(format!("group '{group}' does not exist")))?,
     };
     zone_for(aws, meta, &tags).await
 }
@@ -209,13 +227,13 @@ pub(crate) async fn zone_for<A: Aws>(
 
 async fn register<A: Aws>(
     aws: &A,
-    msg: &LifecycleMessage,
+    group: &str,
+    instance: &str,
     meta: &HookMetadata,
     p: &mut Progress,
 ) -> Result<(), Failure> {
-    let (name, zone) = record_target(aws, msg, meta).await?;
-    let group = &msg.auto_scaling_group_name;
-    register_at(aws, &msg.ec2_instance_id, group, meta, &name, &zone, p).await
+    let (name, zone) = record_target(aws, group, meta).await?;
+    register_at(aws, instance, group, meta, &name, &zone, p).await
 }
 
 /// Publishes one instance under `name` in `zone`: address, health check,
@@ -230,11 +248,24 @@ pub(crate) async fn register_at<A: Aws>(
     p: &mut Progress,
 ) -> Result<(), Failure> {
     p.record = Some(name.to_owned());
+    // The group has the instance: EC2 not knowing it, or calling it
+    // pending, is EC2 lagging behind (eventual consistency), worth the
+    // event again, not a verdict.
+    let lagging = |why: String| {
+        Failure::Aws(Error::new(
+            ErrorKind::Transient,
+            format!("read the addresses of '{instance}'"),
+            why,
+        ))
+    };
     let addrs = aws
         .instance_addresses(instance)
         .await?
-        .ok_or_else(|| Permanent(format!("instance '{instance}' does not exist")))?;
+        .ok_or_else(|| lagging("EC2 does not know the instance yet".into()))?;
     lifecycle::check_alive(instance, &addrs)?;
+    if addrs.state.as_deref() == Some("pending") {
+        return Err(lagging("the instance is still pending".into()));
+    }
     let ip = match (meta.ip_type, &meta.eip_pool) {
         (IpType::Eip, Some(pool)) => aws.associate_eip(pool, instance).await?,
         _ => lifecycle::select_ip(meta.ip_type, &addrs)?,
@@ -313,15 +344,20 @@ async fn ensure_health_check<A: Aws>(
     Ok(id)
 }
 
+/// Removes what is published of the instance: its record, then its check.
+/// Its Elastic IP stays with it: the node keeps serving on it while it
+/// drains, and EC2 disassociates it when the instance terminates (the pool
+/// finds it free then).
 async fn deregister<A: Aws>(
     aws: &A,
-    msg: &LifecycleMessage,
+    group: &str,
+    instance: &str,
     meta: &HookMetadata,
     p: &mut Progress,
 ) -> Result<(), Failure> {
-    let (name, zone) = record_target(aws, msg, meta).await?;
+    let (name, zone) = record_target(aws, group, meta).await?;
     p.record = Some(name.clone());
-    if let Some(rec) = aws.find_record(&zone, &name, &msg.ec2_instance_id).await? {
+    if let Some(rec) = aws.find_record(&zone, &name, instance).await? {
         p.ip = Some(rec.ip.clone());
         // Record first: a health check still referenced by a record cannot
         // be deleted, and a record without its check must not stay.
@@ -331,21 +367,14 @@ async fn deregister<A: Aws>(
             aws.delete_health_check(hc).await?;
         }
     }
-    if let (IpType::Eip, Some(pool)) = (meta.ip_type, &meta.eip_pool) {
-        aws.release_eip(pool, &msg.ec2_instance_id).await?;
-    }
     Ok(())
 }
 
-/// Handles one lifecycle message. Never fails: every outcome, including
-/// AWS errors, ends in the report (and the failure policy).
-pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report {
-    let started = Instant::now();
-    let calls_before = aws.calls();
-    let mut report = Report {
-        instance_id: msg.ec2_instance_id.clone(),
-        group: msg.auto_scaling_group_name.clone(),
-        transition: msg.lifecycle_transition.clone(),
+fn new_report(group: &str, instance: &str, transition: &str) -> Report {
+    Report {
+        instance_id: instance.to_owned(),
+        group: group.to_owned(),
+        transition: transition.to_owned(),
         action: "skipped".into(),
         record: None,
         ip: None,
@@ -354,10 +383,98 @@ pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report
         completion: None,
         error: None,
         error_class: None,
+        note: None,
         retry: false,
         aws_calls: 0,
         latency_ms: 0,
+    }
+}
+
+/// Fills the report from how the work went: a transient failure asks for
+/// the event again (every step is idempotent), a permanent one is logged.
+fn outcome_into(report: &mut Report, p: Progress, outcome: Result<(), Failure>, done: &str) {
+    report.record = p.record;
+    report.ip = p.ip;
+    report.health_check_id = p.health_check_id;
+    match outcome {
+        Ok(()) => report.action = done.into(),
+        Err(f) => {
+            report.action = "failed".into();
+            report.error = Some(f.message());
+            let transient = f.class() == FailureClass::Transient;
+            report.error_class = Some(if transient { "transient" } else { "permanent" }.into());
+            report.retry |= transient;
+        }
+    }
+}
+
+/// The group's launching hook metadata, parsed.
+async fn launch_metadata<A: Aws>(aws: &A, group: &str) -> Result<HookMetadata, Failure> {
+    let raw = aws.hook_metadata(group, lifecycle::LAUNCHING).await?;
+    Ok(HookMetadata::parse(raw.as_deref())?)
+}
+
+/// An instance entered service: publish it, if the group still has it
+/// InService (the truth about a retried or late event; EC2 says `running`
+/// for an instance that already drains).
+pub async fn handle_launched<A: Aws>(aws: &A, group: &str, instance: &str) -> Report {
+    let started = Instant::now();
+    let calls_before = aws.calls();
+    let mut report = new_report(group, instance, crate::event::INSTANCE_LAUNCH);
+    let mut progress = Progress::default();
+    let outcome = async {
+        match aws.instance_lifecycle(instance).await? {
+            Some((_, state)) if state == "InService" => {}
+            Some((_, state)) => return Ok(Some(format!("instance is {state}: not publishing it"))),
+            None => {
+                return Ok(Some(
+                    "no group has the instance any more: not publishing it".to_owned(),
+                ));
+            }
+        }
+        let meta = launch_metadata(aws, group).await?;
+        register(aws, group, instance, &meta, &mut progress).await?;
+        Ok::<_, Failure>(None)
+    }
+    .await;
+    match outcome {
+        Ok(Some(note)) => report.note = Some(note),
+        Ok(None) => outcome_into(&mut report, progress, Ok(()), "registered"),
+        Err(f) => outcome_into(&mut report, progress, Err(f), "registered"),
+    }
+    finish(report, aws, calls_before, started)
+}
+
+/// An instance is gone: whatever is still published of it goes.
+pub async fn handle_terminated<A: Aws>(aws: &A, group: &str, instance: &str) -> Report {
+    let started = Instant::now();
+    let calls_before = aws.calls();
+    let mut report = new_report(group, instance, crate::event::INSTANCE_TERMINATE);
+    let mut progress = Progress::default();
+    let outcome = match launch_metadata(aws, group).await {
+        Ok(meta) => deregister(aws, group, instance, &meta, &mut progress).await,
+        // The group went with it (deleted): destroy-lb.yml and reconcile
+        // sweep what it published.
+        Err(Failure::Aws(e))
+            if e.kind() == ErrorKind::NotFound || e.code() == Some("ValidationError") =>
+        {
+            report.note = Some(format!("the group is gone ({e}): nothing to look up"));
+            return finish(report, aws, calls_before, started);
+        }
+        Err(f) => Err(f),
     };
+    outcome_into(&mut report, progress, outcome, "deregistered");
+    finish(report, aws, calls_before, started)
+}
+
+/// Handles one lifecycle hook notification. Never fails: every outcome,
+/// including AWS errors, ends in the report (and the failure policy).
+pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report {
+    let started = Instant::now();
+    let calls_before = aws.calls();
+    let group = &msg.auto_scaling_group_name;
+    let instance = &msg.ec2_instance_id;
+    let mut report = new_report(group, instance, &msg.lifecycle_transition);
     let Some(transition) = Transition::parse(&msg.lifecycle_transition) else {
         report.error = Some(format!(
             "unknown lifecycle transition '{}'",
@@ -366,43 +483,24 @@ pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report
         report.error_class = Some("permanent".into());
         return finish(report, aws, calls_before, started);
     };
+    if transition == Transition::Launching {
+        report.note = Some(
+            "a launch is completed by the node once it serves; it is published when the group \
+             reports it in service (EC2_INSTANCE_LAUNCH)"
+                .into(),
+        );
+        return finish(report, aws, calls_before, started);
+    }
     let mut progress = Progress::default();
     let (meta, outcome) = match HookMetadata::parse(msg.notification_metadata.as_deref()) {
         Err(p) => (HookMetadata::default(), Err(Failure::from(p))),
         Ok(meta) => {
-            let outcome = match transition {
-                Transition::Launching => register(aws, msg, &meta, &mut progress).await,
-                Transition::Terminating => deregister(aws, msg, &meta, &mut progress).await,
-            };
+            let outcome = deregister(aws, group, instance, &meta, &mut progress).await;
             (meta, outcome)
         }
     };
-    report.record = progress.record;
-    report.ip = progress.ip;
-    report.health_check_id = progress.health_check_id;
-    let class = match &outcome {
-        Ok(()) => {
-            report.action = match transition {
-                Transition::Launching => "registered",
-                Transition::Terminating => "deregistered",
-            }
-            .into();
-            Ok(())
-        }
-        Err(f) => {
-            report.action = "failed".into();
-            report.error = Some(f.message());
-            report.error_class = Some(
-                match f.class() {
-                    FailureClass::Transient => "transient",
-                    FailureClass::Permanent => "permanent",
-                }
-                .into(),
-            );
-            Err(f.class())
-        }
-    };
-    let result = lifecycle::lifecycle_result(transition, class, &meta);
+    outcome_into(&mut report, progress, outcome, "deregistered");
+    let result = lifecycle::lifecycle_result(transition, &meta);
     report.lifecycle_result = result.map(|r| r.as_str().to_owned());
     if let (Some(result), Some(token)) = (result, msg.lifecycle_action_token.as_deref()) {
         report.completion = Some(match aws.complete(msg, token, result).await {
@@ -412,7 +510,7 @@ pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report
             }
             Err(e) => {
                 // Not completed: the hook would time out into its default
-                // result with the record already published. Try again.
+                // result. Try again.
                 report.retry |= e.kind().is_transient();
                 if report.error.is_none() {
                     report.error = Some(e.to_string());
@@ -428,11 +526,6 @@ pub async fn handle_lifecycle<A: Aws>(aws: &A, msg: &LifecycleMessage) -> Report
                 "failed".into()
             }
         });
-    }
-    // A leaving instance whose record could not be removed: the record
-    // would outlive it.
-    if transition == Transition::Terminating && report.error_class.as_deref() == Some("transient") {
-        report.retry = true;
     }
     finish(report, aws, calls_before, started)
 }
@@ -461,6 +554,10 @@ mod tests {
         deleted_refs: RefCell<std::collections::BTreeSet<String>>,
         check_tags: RefCell<BTreeMap<String, BTreeMap<String, String>>>,
         completed: RefCell<Vec<(String, LifecycleResult)>>,
+        /// instance -> (group, lifecycle state)
+        lifecycle: RefCell<BTreeMap<String, (String, String)>>,
+        /// The launching hook's metadata.
+        launch_meta: RefCell<Option<String>>,
         fail: RefCell<BTreeMap<&'static str, ErrorKind>>,
         no_active_action: Cell<bool>,
         calls: Cell<u64>,
@@ -482,6 +579,10 @@ mod tests {
                 },
             );
             f.zones.push(("example.com.".into(), "Z1".into()));
+            f.lifecycle.borrow_mut().insert(
+                "i-1".into(),
+                ("mylb-asg".to_owned(), "InService".to_owned()),
+            );
             f
         }
         fn op(&self, name: &'static str) -> Result<(), Error> {
@@ -497,6 +598,25 @@ mod tests {
         async fn group_tags(&self, group: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
             self.op("group_tags")?;
             Ok(self.tags.get(group).cloned())
+        }
+        async fn instance_lifecycle(&self, id: &str) -> Result<Option<(String, String)>, Error> {
+            self.op("instance_lifecycle")?;
+            Ok(self.lifecycle.borrow().get(id).cloned())
+        }
+        async fn hook_metadata(
+            &self,
+            group: &str,
+            transition: &str,
+        ) -> Result<Option<String>, Error> {
+            self.op("hook_metadata")?;
+            if !self.tags.contains_key(group) {
+                return Err(
+                    Error::new(ErrorKind::Rejected, "read hooks", "no such group")
+                        .with_code("ValidationError"),
+                );
+            }
+            assert_eq!(transition, lifecycle::LAUNCHING);
+            Ok(self.launch_meta.borrow().clone())
         }
         async fn instance_addresses(&self, id: &str) -> Result<Option<Addresses>, Error> {
             self.op("instance_addresses")?;
@@ -514,10 +634,6 @@ mod tests {
         async fn associate_eip(&self, _pool: &str, _id: &str) -> Result<String, Error> {
             self.op("associate_eip")?;
             Ok("198.51.100.200".into())
-        }
-        async fn release_eip(&self, _pool: &str, _id: &str) -> Result<bool, Error> {
-            self.op("release_eip")?;
-            Ok(true)
         }
         async fn create_health_check(
             &self,
@@ -664,19 +780,29 @@ mod tests {
         }
     }
 
-    fn run<A: Aws>(aws: &A, m: &LifecycleMessage) -> Report {
+    fn block<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap_or_else(|e| panic!("{e}"))
-            .block_on(handle_lifecycle(aws, m))
+            .block_on(f)
+    }
+
+    fn run<A: Aws>(aws: &A, m: &LifecycleMessage) -> Report {
+        block(handle_lifecycle(aws, m))
+    }
+
+    /// The group reports i-1 in service, its launching hook with `meta`.
+    fn launch(aws: &Fake, meta: Option<&str>) -> Report {
+        *aws.launch_meta.borrow_mut() = meta.map(str::to_owned);
+        block(handle_launched(aws, "mylb-asg", "i-1"))
     }
 
     #[test]
-    fn launch_registers_record_and_check_then_continues() {
+    fn an_instance_in_service_is_published_and_nothing_completed() {
         let aws = Fake::new();
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        let r = launch(&aws, None);
         assert_eq!(r.action, "registered", "{r:?}");
-        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
+        assert_eq!((r.lifecycle_result.as_deref(), r.retry), (None, false));
         let records = aws.records.borrow();
         let rec = records.get(&("lb.example.com.".to_owned(), "i-1".to_owned()));
         let rec = rec.unwrap_or_else(|| panic!("no record: {records:?}"));
@@ -684,19 +810,93 @@ mod tests {
             (rec.ip.as_str(), rec.ttl, rec.weight, rec.zone_id.as_str()),
             ("203.0.113.1", 60, 1, "Z1")
         );
-        assert!(rec.health_check_id.is_some());
+        // Checked on what the node serves: its health endpoint.
+        let checks = aws.checks.borrow();
+        let (_, config) = checks.values().next().cloned().unwrap_or_default();
         assert_eq!(
-            aws.completed.borrow().as_slice(),
-            [("i-1".to_owned(), LifecycleResult::Continue)]
+            (
+                config.kind.as_str(),
+                config.port,
+                config.resource_path.as_deref()
+            ),
+            ("HTTP", Some(80), Some("/craftlb-health"))
         );
-        assert!(r.aws_calls <= 8, "{r:?}");
+        assert!(
+            aws.completed.borrow().is_empty(),
+            "the node completes its launch"
+        );
+    }
+
+    #[test]
+    fn a_launching_hook_notification_is_left_to_the_node() {
+        let aws = Fake::new();
+        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        assert_eq!((r.action.as_str(), r.aws_calls), ("skipped", 0), "{r:?}");
+        assert!(
+            r.note
+                .as_deref()
+                .is_some_and(|n| n.contains("completed by the node")),
+            "{r:?}"
+        );
+        assert!(aws.records.borrow().is_empty() && aws.completed.borrow().is_empty());
+    }
+
+    #[test]
+    fn only_what_the_group_has_in_service_is_published() {
+        // A retried or late event: the instance already leaves. EC2 still
+        // says running; the group's lifecycle state is the truth.
+        for (state, note) in [
+            (Some("Terminating:Wait"), "instance is Terminating:Wait"),
+            (Some("Pending:Wait"), "instance is Pending:Wait"),
+            (None, "no group has the instance"),
+        ] {
+            let aws = Fake::new();
+            match state {
+                Some(st) => {
+                    aws.lifecycle
+                        .borrow_mut()
+                        .insert("i-1".into(), ("mylb-asg".into(), st.into()));
+                }
+                None => {
+                    aws.lifecycle.borrow_mut().clear();
+                }
+            }
+            let r = launch(&aws, None);
+            assert_eq!(r.action, "skipped", "{r:?}");
+            assert!(r.note.as_deref().is_some_and(|n| n.contains(note)), "{r:?}");
+            assert_eq!(r.aws_calls, 1, "{r:?}");
+            assert!(aws.records.borrow().is_empty() && aws.checks.borrow().is_empty());
+        }
+    }
+
+    #[test]
+    fn ec2_lagging_behind_the_group_is_retried_not_a_verdict() {
+        let mut aws = Fake::new();
+        aws.instances.clear();
+        let r = launch(&aws, None);
+        assert_eq!(
+            (r.action.as_str(), r.error_class.as_deref(), r.retry),
+            ("failed", Some("transient"), true),
+            "{r:?}"
+        );
+        let mut aws = Fake::new();
+        if let Some(a) = aws.instances.get_mut("i-1") {
+            a.state = Some("pending".into());
+            a.public_ip = None;
+        }
+        let r = launch(&aws, None);
+        assert!(
+            r.retry && r.error.as_deref().is_some_and(|e| e.contains("pending")),
+            "{r:?}"
+        );
+        assert!(aws.records.borrow().is_empty());
     }
 
     #[test]
     fn duplicate_launch_converges_to_one_record_and_check() {
         let aws = Fake::new();
-        run(&aws, &msg(lifecycle::LAUNCHING, None));
-        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        launch(&aws, None);
+        launch(&aws, None);
         assert_eq!(aws.records.borrow().len(), 1);
         assert_eq!(aws.checks.borrow().len(), 1);
     }
@@ -707,17 +907,14 @@ mod tests {
         aws.fail
             .borrow_mut()
             .insert("upsert_record", ErrorKind::Transient);
-        let r = run(
-            &aws,
-            &msg(lifecycle::LAUNCHING, Some(r#"{"on_failure": "CONTINUE"}"#)),
-        );
-        assert_eq!(r.action, "failed", "{r:?}");
+        let r = launch(&aws, None);
+        assert_eq!((r.action.as_str(), r.retry), ("failed", true), "{r:?}");
         assert!(aws.checks.borrow().is_empty(), "the check was removed");
         assert_eq!(aws.deleted_refs.borrow().len(), 1);
         aws.fail.borrow_mut().clear();
         // Redelivered twice: one check, on the next caller reference.
         for _ in 0..2 {
-            let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+            let r = launch(&aws, None);
             assert_eq!(r.action, "registered", "{r:?}");
         }
         let checks = aws.checks.borrow();
@@ -736,7 +933,7 @@ mod tests {
     #[test]
     fn terminate_removes_record_then_check_and_continues() {
         let aws = Fake::new();
-        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        launch(&aws, None);
         let r = run(&aws, &msg(lifecycle::TERMINATING, None));
         assert_eq!(r.action, "deregistered", "{r:?}");
         assert!(aws.records.borrow().is_empty());
@@ -754,7 +951,7 @@ mod tests {
     fn metadata_names_record_and_zone_without_lookups() {
         let aws = Fake::new();
         let meta = r#"{"record_name": "edge.example.net", "hosted_zone_id": "Z9", "ttl": 30, "weight": 5}"#;
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, Some(meta)));
+        let r = launch(&aws, Some(meta));
         assert_eq!(r.record.as_deref(), Some("edge.example.net."));
         let records = aws.records.borrow();
         let rec = records
@@ -762,20 +959,18 @@ mod tests {
             .next()
             .unwrap_or_else(|| panic!("no record"));
         assert_eq!((rec.zone_id.as_str(), rec.ttl, rec.weight), ("Z9", 30, 5));
-        // instance + create check + tag check + record + complete
-        assert_eq!(r.aws_calls, 5, "{r:?}");
+        // lifecycle state + hooks + instance + create check + tag check +
+        // record: the 6 calls per transition of the design's budget.
+        assert_eq!(r.aws_calls, 6, "{r:?}");
     }
 
     #[test]
-    fn permanent_problems_continue_with_an_error() {
+    fn permanent_problems_are_logged_and_not_retried() {
         // No domain tag, no record name.
         let mut aws = Fake::new();
         aws.tags.insert("mylb-asg".into(), BTreeMap::new());
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
-        assert_eq!(
-            (r.action.as_str(), r.lifecycle_result.as_deref()),
-            ("failed", Some("CONTINUE"))
-        );
+        let r = launch(&aws, None);
+        assert_eq!((r.action.as_str(), r.retry), ("failed", false));
         assert!(
             r.error
                 .as_deref()
@@ -785,10 +980,12 @@ mod tests {
         // No hosted zone.
         let mut aws = Fake::new();
         aws.zones.clear();
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
-        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
-        assert_eq!(r.error_class.as_deref(), Some("permanent"));
-        // No public IP.
+        let r = launch(&aws, None);
+        assert_eq!(
+            (r.error_class.as_deref(), r.retry),
+            (Some("permanent"), false)
+        );
+        // No public IP on a running instance.
         let mut aws = Fake::new();
         aws.instances.insert(
             "i-1".into(),
@@ -798,49 +995,42 @@ mod tests {
                 state: Some("running".into()),
             },
         );
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        let r = launch(&aws, None);
         assert!(
             r.error
                 .as_deref()
                 .is_some_and(|e| e.contains("no public IP")),
             "{r:?}"
         );
-        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
+        assert!(!r.retry);
         // Bad metadata.
-        let r = run(
-            &Fake::new(),
-            &msg(lifecycle::LAUNCHING, Some("{\"bogus\": 1}")),
-        );
+        let r = launch(&Fake::new(), Some("{\"bogus\": 1}"));
         assert_eq!(
-            (r.action.as_str(), r.lifecycle_result.as_deref()),
-            ("failed", Some("CONTINUE"))
+            (r.action.as_str(), r.error_class.as_deref()),
+            ("failed", Some("permanent"))
         );
+        assert!(r.completion.is_none());
     }
 
     #[test]
-    fn transient_failure_abandons_a_launch_unless_overridden() {
+    fn transient_failures_ask_for_the_event_again() {
         let aws = Fake::new();
         aws.fail
             .borrow_mut()
             .insert("upsert_record", ErrorKind::Throttled);
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        let r = launch(&aws, None);
         assert_eq!(
-            (r.action.as_str(), r.lifecycle_result.as_deref()),
-            ("failed", Some("ABANDON"))
+            (r.action.as_str(), r.error_class.as_deref(), r.retry),
+            ("failed", Some("transient"), true)
         );
-        assert_eq!(
-            aws.completed.borrow().as_slice(),
-            [("i-1".to_owned(), LifecycleResult::Abandon)]
+        assert!(
+            aws.completed.borrow().is_empty(),
+            "never ABANDONs a healthy node"
         );
-        let aws = Fake::new();
-        aws.fail
-            .borrow_mut()
-            .insert("upsert_record", ErrorKind::Transient);
-        let r = run(
-            &aws,
-            &msg(lifecycle::LAUNCHING, Some(r#"{"on_failure": "CONTINUE"}"#)),
+        assert!(
+            aws.checks.borrow().is_empty(),
+            "no check left without its record"
         );
-        assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
     }
 
     #[test]
@@ -852,7 +1042,7 @@ mod tests {
         let r = run(&aws, &msg(lifecycle::TERMINATING, None));
         assert_eq!(r.lifecycle_result.as_deref(), Some("CONTINUE"));
         let aws = Fake::new();
-        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        launch(&aws, None);
         let r = run(
             &aws,
             &msg(lifecycle::TERMINATING, Some(r#"{"drain_seconds": 30}"#)),
@@ -862,36 +1052,60 @@ mod tests {
             ("deregistered", None)
         );
         assert!(aws.records.borrow().is_empty());
-        assert_eq!(
-            aws.completed.borrow().len(),
-            1,
-            "only the launch was completed"
+        assert!(
+            aws.completed.borrow().is_empty(),
+            "the node completes after its drain"
         );
     }
 
     #[test]
-    fn late_launch_of_a_terminated_instance_publishes_nothing() {
+    fn a_terminated_instance_the_group_still_lists_is_not_published() {
         let mut aws = Fake::new();
         if let Some(a) = aws.instances.get_mut("i-1") {
             a.state = Some("terminated".into());
         }
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
-        assert_eq!(r.action, "failed");
+        let r = launch(&aws, None);
+        assert_eq!((r.action.as_str(), r.retry), ("failed", false));
         assert!(aws.records.borrow().is_empty());
         assert!(aws.checks.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_terminated_notification_removes_what_is_left() {
+        let aws = Fake::new();
+        launch(&aws, None);
+        let r = block(handle_terminated(&aws, "mylb-asg", "i-1"));
+        assert_eq!(r.action, "deregistered", "{r:?}");
+        assert!(aws.records.borrow().is_empty() && aws.checks.borrow().is_empty());
+        // Already gone: nothing to do, no error.
+        let r = block(handle_terminated(&aws, "mylb-asg", "i-1"));
+        assert_eq!(
+            (r.action.as_str(), r.error.as_deref()),
+            ("deregistered", None)
+        );
+        // The group itself is gone (force-deleted): noted, nothing looked up.
+        let r = block(handle_terminated(&aws, "gone-asg", "i-1"));
+        assert_eq!((r.action.as_str(), r.retry), ("skipped", false), "{r:?}");
+        assert!(
+            r.note
+                .as_deref()
+                .is_some_and(|n| n.contains("group is gone")),
+            "{r:?}"
+        );
     }
 
     #[test]
     fn reconcile_publishes_missing_and_removes_stale() {
         let aws = Fake::new();
         // A stale record of an instance that is gone, with its check.
-        run(&aws, &msg(lifecycle::LAUNCHING, None));
-        let mut stale = msg(lifecycle::LAUNCHING, None);
-        stale.ec2_instance_id = "i-gone".into();
+        launch(&aws, None);
         let mut aws = aws;
         aws.instances
             .insert("i-gone".into(), aws.instances["i-1"].clone());
-        run(&aws, &stale);
+        aws.lifecycle
+            .borrow_mut()
+            .insert("i-gone".into(), ("mylb-asg".into(), "InService".into()));
+        block(handle_launched(&aws, "mylb-asg", "i-gone"));
         aws.instances.remove("i-gone");
         aws.records.borrow_mut().retain(|(_, id), _| id != "i-1");
         let report = tokio::runtime::Builder::new_current_thread()
@@ -914,13 +1128,14 @@ mod tests {
     #[test]
     fn transient_leftovers_ask_for_a_retry() {
         let aws = Fake::new();
+        launch(&aws, None);
         aws.fail
             .borrow_mut()
             .insert("complete", ErrorKind::Throttled);
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
+        let r = run(&aws, &msg(lifecycle::TERMINATING, None));
         assert!(r.retry, "{r:?}");
         let aws = Fake::new();
-        run(&aws, &msg(lifecycle::LAUNCHING, None));
+        launch(&aws, None);
         aws.fail
             .borrow_mut()
             .insert("delete_record", ErrorKind::Transient);
@@ -929,20 +1144,15 @@ mod tests {
             r.retry && r.lifecycle_result.as_deref() == Some("CONTINUE"),
             "{r:?}"
         );
-        // A launch that was ABANDONed is finished business.
-        let aws = Fake::new();
-        aws.fail
-            .borrow_mut()
-            .insert("upsert_record", ErrorKind::Throttled);
-        assert!(!run(&aws, &msg(lifecycle::LAUNCHING, None)).retry);
     }
 
     #[test]
     fn expired_token_is_reported_not_failed() {
         let aws = Fake::new();
+        launch(&aws, None);
         aws.no_active_action.set(true);
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, None));
-        assert_eq!(r.action, "registered");
+        let r = run(&aws, &msg(lifecycle::TERMINATING, None));
+        assert_eq!(r.action, "deregistered");
         assert!(
             r.completion
                 .as_deref()
@@ -952,12 +1162,16 @@ mod tests {
     }
 
     #[test]
-    fn eip_pool_address_is_published_and_released() {
+    fn an_eip_is_published_and_stays_with_its_instance_while_it_drains() {
         let aws = Fake::new();
-        let meta = r#"{"ip_type": "eip", "eip_pool": "mylb"}"#;
-        let r = run(&aws, &msg(lifecycle::LAUNCHING, Some(meta)));
+        let meta = r#"{"ip_type": "eip", "eip_pool": "mylb", "drain_seconds": 30}"#;
+        let r = launch(&aws, Some(meta));
         assert_eq!(r.ip.as_deref(), Some("198.51.100.200"));
-        run(&aws, &msg(lifecycle::TERMINATING, Some(meta)));
-        assert!(aws.calls() > 0);
+        let r = run(&aws, &msg(lifecycle::TERMINATING, Some(meta)));
+        assert_eq!(r.action, "deregistered", "{r:?}");
+        assert!(aws.records.borrow().is_empty());
+        // Nothing here can take the address away (the handler has no call
+        // for it): the node still serves on it for the TTL, and EC2 frees
+        // it when the instance terminates.
     }
 }

@@ -1,6 +1,8 @@
 //! The real `bootstrap` on the emulator's lifecycle loop: hooks hold
-//! instances, notifications go through SNS to the local Lambda runtime, the
-//! handler writes Route 53 and completes the lifecycle actions.
+//! instances, a stand-in node completes each launch once the instance runs
+//! (as a node that serves would), the group's notifications and the
+//! terminating hook's go through SNS to the local Lambda runtime, and the
+//! handler writes Route 53 and completes the terminating actions.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -45,6 +47,19 @@ fn settled(emulator: &Emulator) -> Vec<Value> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The reports of one kind of event.
+fn of(reports: &[Value], transition: &str) -> Vec<Value> {
+    reports
+        .iter()
+        .filter(|r| r["transition"] == transition)
+        .cloned()
+        .collect()
+}
+
+const LAUNCH: &str = "autoscaling:EC2_INSTANCE_LAUNCH";
+const TERMINATE: &str = "autoscaling:EC2_INSTANCE_TERMINATE";
+const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 
 /// The handler's JSON log lines, across all runs.
 fn reports(emulator: &Emulator) -> Vec<Value> {
@@ -112,17 +127,114 @@ fn scale_0_3_1_keeps_route53_exact() {
     assert_eq!(state["records"].as_array().map(Vec::len), Some(1));
 
     let reports = reports(&emu);
-    assert_eq!(reports.len(), 5, "{reports:?}");
-    for r in &reports {
+    let launched = of(&reports, LAUNCH);
+    assert_eq!(launched.len(), 3, "{reports:?}");
+    for r in &launched {
+        assert_eq!(
+            (&r["action"], &r["lifecycle_result"]),
+            (&Value::from("registered"), &Value::Null),
+            "the node completed its launch, not the Lambda: {r}"
+        );
+    }
+    let leaving = of(&reports, TERMINATING);
+    assert_eq!(leaving.len(), 2, "{reports:?}");
+    for r in &leaving {
         assert_eq!(r["lifecycle_result"], "CONTINUE", "{r}");
         assert_eq!(r["completion"], "completed", "{r}");
     }
-    let actions = control(&emu, "/_craftlb/autoscaling/actions");
-    assert_eq!(actions.as_array().map(Vec::len), Some(5));
-    assert!(actions.as_array().is_some_and(|a| {
-        a.iter()
-            .all(|x| x["history"] == serde_json::json!(["complete:CONTINUE"]))
-    }));
+    // The instances' own "gone" notifications find nothing left to remove.
+    for r in of(&reports, TERMINATE) {
+        assert_eq!(
+            (&r["action"], &r["error"]),
+            (&Value::from("deregistered"), &Value::Null),
+            "{r}"
+        );
+    }
+    let (histories, actions) = craftlb_testbed::action_histories(&emu);
+    let count = |h: &str| {
+        histories
+            .iter()
+            .filter(|x| **x == serde_json::json!([h]))
+            .count()
+    };
+    assert_eq!(
+        (
+            count("stand-in:CONTINUE"),
+            count("complete:CONTINUE"),
+            histories.len()
+        ),
+        (3, 2, 5),
+        "{actions}"
+    );
+}
+
+#[test]
+fn a_launch_is_published_only_once_its_node_says_it_serves() {
+    let emu = Emulator::start();
+    world(&emu, &["--stand-in", "none"]);
+    scenario(&emu, &["scale", "--desired", "1"]);
+    // Held in Pending:Wait: no record, no health check, however long.
+    std::thread::sleep(Duration::from_secs(3));
+    let state = scenario(&emu, &["state"]);
+    assert_eq!(state["instances"][0]["state"], "Pending:Wait", "{state}");
+    assert_eq!(
+        (&state["records"], &state["health_checks"]),
+        (&serde_json::json!([]), &serde_json::json!([])),
+        "{state}"
+    );
+    assert!(
+        reports(&emu).is_empty(),
+        "the Lambda acted before the node was ready"
+    );
+    // The node says it serves: in service, then published.
+    craftlb_testbed::control_post(
+        &emu,
+        "/_craftlb/autoscaling/stand-in",
+        &serde_json::json!({"group": "mylb-asg", "result": "CONTINUE"}),
+    );
+    let out = scenario(&emu, &["wait", "--in-service", "1", "--timeout", "30"]);
+    assert!(out.get("timeout").is_none(), "{out}");
+    let state = assert_published_exactly(&emu);
+    assert_eq!(state["records"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn a_node_that_never_gets_ready_is_replaced_and_never_published() {
+    let emu = Emulator::start();
+    world(&emu, &["--stand-in", "ABANDON"]);
+    scenario(&emu, &["scale", "--desired", "1"]);
+    // Abandoned and replaced, again and again: never in service.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let actions = control(&emu, "/_craftlb/autoscaling/actions");
+        let abandoned = actions
+            .as_array()
+            .map(|a| a.iter().filter(|x| x["result"] == "ABANDON").count())
+            .unwrap_or(0);
+        if abandoned >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not abandoned and replaced: {actions}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let state = scenario(&emu, &["state"]);
+    assert_eq!(
+        (&state["records"], &state["health_checks"]),
+        (&serde_json::json!([]), &serde_json::json!([])),
+        "{state}"
+    );
+    assert!(
+        of(&reports(&emu), LAUNCH).is_empty(),
+        "a launch notification for a node that never served"
+    );
+    craftlb_testbed::control_post(
+        &emu,
+        "/_craftlb/autoscaling/stand-in",
+        &serde_json::json!({"group": "mylb-asg", "result": null}),
+    );
 }
 
 #[test]
@@ -131,24 +243,24 @@ fn duplicate_and_late_deliveries_converge() {
     world(&emu, &[]);
     scale_and_wait(&emu, 2);
     let runs = settled(&emu);
-    let launch_message = runs[0]["payload"]["Records"][0]["Sns"]["Message"]
-        .as_str()
-        .unwrap_or_default()
+    let launch_message = runs
+        .iter()
+        .filter_map(|r| r["payload"]["Records"][0]["Sns"]["Message"].as_str())
+        .find(|m| m.contains(LAUNCH))
+        .unwrap_or_else(|| panic!("no launch notification among {runs:?}"))
         .to_owned();
-    // Duplicate of a completed launch: same state, token no longer active.
+    // A duplicate of a launch: the same state.
     scenario(&emu, &["publish", "--message", &launch_message]);
     assert_published_exactly(&emu);
     let dup = reports(&emu).last().cloned().unwrap_or_default();
-    assert!(
-        dup["completion"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("no active lifecycle action")),
+    assert_eq!(
+        (&dup["action"], &dup["error"]),
+        (&Value::from("registered"), &Value::Null),
         "{dup}"
     );
-    assert_eq!(dup["error"], Value::Null, "{dup}");
 
-    // The same launch again after the instance was terminated (out of
-    // order): nothing is published for a dead instance.
+    // The same launch again after the instance left (out of order): the
+    // group no longer has it in service, nothing is published.
     scale_and_wait(&emu, 0);
     assert_published_exactly(&emu);
     scenario(&emu, &["publish", "--message", &launch_message]);
@@ -159,10 +271,11 @@ fn duplicate_and_late_deliveries_converge() {
         "{state}"
     );
     let late = reports(&emu).last().cloned().unwrap_or_default();
+    assert_eq!(late["action"], "skipped", "{late}");
     assert!(
-        late["error"]
+        late["note"]
             .as_str()
-            .is_some_and(|e| e.contains("terminated")),
+            .is_some_and(|n| n.contains("not publishing")),
         "{late}"
     );
 }
@@ -180,14 +293,17 @@ fn test_notification_is_acknowledged() {
 }
 
 #[test]
-fn configuration_errors_continue_without_cycling() {
+fn configuration_errors_are_logged_once_and_not_retried() {
     // No domain tag and no record name in the metadata.
     let emu = Emulator::start();
     world(&emu, &["--domain", ""]);
     scale_and_wait(&emu, 1);
-    let r = reports(&emu);
-    assert_eq!(r.len(), 1, "exactly one launch, no replacement: {r:?}");
-    assert_eq!(r[0]["lifecycle_result"], "CONTINUE");
+    let r = of(&reports(&emu), LAUNCH);
+    assert_eq!(r.len(), 1, "one event, no retry: {r:?}");
+    assert_eq!(
+        (&r[0]["retry"], &r[0]["error_class"]),
+        (&Value::Bool(false), &Value::from("permanent"))
+    );
     assert!(
         r[0]["error"]
             .as_str()
@@ -200,9 +316,8 @@ fn configuration_errors_continue_without_cycling() {
     let emu = Emulator::start();
     world(&emu, &["--zone", ""]);
     scale_and_wait(&emu, 1);
-    let r = reports(&emu);
-    assert_eq!(r.len(), 1, "exactly one launch, no replacement: {r:?}");
-    assert_eq!(r[0]["lifecycle_result"], "CONTINUE");
+    let r = of(&reports(&emu), LAUNCH);
+    assert_eq!(r.len(), 1, "one event, no retry: {r:?}");
     assert_eq!(r[0]["error_class"], "permanent");
     assert!(
         r[0]["error"]
@@ -218,7 +333,7 @@ fn configuration_errors_continue_without_cycling() {
 }
 
 #[test]
-fn transient_failure_abandons_then_replacement_registers() {
+fn a_transient_failure_is_retried_by_lambda_never_abandoned() {
     let emu = Emulator::start();
     world(&emu, &[]);
     scenario(
@@ -229,32 +344,35 @@ fn transient_failure_abandons_then_replacement_registers() {
             r#"{"seed": 3, "rules": [{"service": "route53", "operation": "ChangeResourceRecordSets", "throttle": 1.0}]}"#,
         ],
     );
-    scenario(&emu, &["scale", "--desired", "1"]);
+    scale_and_wait(&emu, 1);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let actions = control(&emu, "/_craftlb/autoscaling/actions");
-        if actions
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["result"] == "ABANDON"))
-        {
+        let failed = of(&reports(&emu), LAUNCH)
+            .into_iter()
+            .any(|r| r["action"] == "failed" && r["retry"] == true);
+        if failed {
             break;
         }
-        assert!(Instant::now() < deadline, "no ABANDON: {actions}");
+        assert!(Instant::now() < deadline, "no failed launch report");
         std::thread::sleep(Duration::from_millis(200));
     }
     scenario(&emu, &["faults", "--rules", r#"{"rules": []}"#]);
-    let out = scenario(&emu, &["wait", "--in-service", "1", "--timeout", "60"]);
-    assert!(out.get("timeout").is_none(), "{out}");
-    let state = assert_published_exactly(&emu);
-    assert_eq!(state["records"].as_array().map(Vec::len), Some(1));
-    let abandoned: Vec<Value> = reports(&emu)
+    // Lambda delivers the event again; it publishes the node it never gave up.
+    let state = state_when(&emu, 90, |s| {
+        s["records"].as_array().map(Vec::len) == Some(1)
+    });
+    assert_published_exactly(&emu);
+    let failed: Vec<Value> = of(&reports(&emu), LAUNCH)
         .into_iter()
-        .filter(|r| r["lifecycle_result"] == "ABANDON")
+        .filter(|r| r["action"] == "failed")
         .collect();
-    assert!(!abandoned.is_empty());
-    assert_eq!(abandoned[0]["error_class"], "transient", "{}", abandoned[0]);
-    // The abandoned instance's health check was created before its record
-    // failed; the exact-state assertion above proves it was not leaked.
+    assert_eq!(failed[0]["error_class"], "transient", "{}", failed[0]);
+    let (histories, actions) = craftlb_testbed::action_histories(&emu);
+    assert_eq!(
+        histories,
+        vec![serde_json::json!(["stand-in:CONTINUE"])],
+        "{actions} {state}"
+    );
 }
 
 #[test]
@@ -281,17 +399,99 @@ fn eip_pool_smaller_than_the_group() {
         eips,
         "both pool addresses published: {state}"
     );
-    let r = reports(&emu);
-    let failed: Vec<&Value> = r.iter().filter(|x| x["action"] == "failed").collect();
-    assert_eq!(failed.len(), 1, "{r:?}");
+    // The third waits for an address (a refresh frees them as old nodes go):
+    // transient, retried, never a verdict.
+    let failed: Vec<Value> = of(&reports(&emu), LAUNCH)
+        .into_iter()
+        .filter(|x| x["action"] == "failed")
+        .collect();
+    assert!(!failed.is_empty(), "{state}");
     assert!(
-        failed[0]["error"]
+        failed.iter().all(|f| f["error"]
             .as_str()
-            .is_some_and(|e| e.contains("no free address")),
-        "{}",
-        failed[0]
+            .is_some_and(|e| e.contains("no free address"))
+            && f["error_class"] == "transient"),
+        "{failed:?}"
     );
-    assert_eq!(failed[0]["lifecycle_result"], "CONTINUE");
+}
+
+#[test]
+fn eip_scale_in_frees_the_address_after_the_drain_and_a_new_node_gets_it() {
+    let emu = Emulator::start();
+    let pool = scenario(&emu, &["eips", "--pool", "mylb", "--count", "2"]);
+    world(
+        &emu,
+        &[
+            "--metadata",
+            r#"{"ip_type": "eip", "eip_pool": "mylb", "drain_seconds": 30}"#,
+            "--heartbeat",
+            "4",
+        ],
+    );
+    scale_and_wait(&emu, 2);
+    let state = assert_eip_published(&emu);
+    let leaving = state["instances"][1]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let address = state["instances"][1]["public_ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!address.is_empty(), "{state}");
+    scenario(&emu, &["terminate", "--instance", &leaving]);
+    // Draining (Terminating:Wait, no node here: the heartbeat timeout ends
+    // it): unpublished at once, but it keeps its address the whole time.
+    let draining = state_when(&emu, 20, |s| {
+        s["records"].as_array().map(Vec::len) == Some(1)
+    });
+    let kept = draining["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["id"] == leaving.as_str()).cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        (&kept["state"], &kept["public_ip"]),
+        (
+            &Value::from("Terminating:Wait"),
+            &Value::from(address.clone())
+        ),
+        "the address stays with the draining node: {draining}"
+    );
+    // Gone (the hook's heartbeat timeout, as no node completes it here):
+    // EC2 freed the address, and a new node gets it.
+    state_when(&emu, 30, |s| {
+        s["instances"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|i| i["id"] != leaving.as_str()))
+    });
+    scale_and_wait(&emu, 2);
+    let state = assert_eip_published(&emu);
+    assert!(
+        strings(&state["records"], "ip").contains(&address),
+        "the freed address was taken again: {state} (pool {pool})"
+    );
+}
+
+/// Every InService instance published at its pool address, one record each.
+fn assert_eip_published(emulator: &Emulator) -> Value {
+    let state = state_when(emulator, 60, |s| {
+        let up = s["instances"]
+            .as_array()
+            .map(|a| a.iter().filter(|i| i["state"] == "InService").count())
+            .unwrap_or(0);
+        s["records"].as_array().map(Vec::len) == Some(up)
+    });
+    let up: BTreeSet<String> = state["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|i| i["state"] == "InService")
+                .filter_map(|i| i["public_ip"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(strings(&state["records"], "ip"), up, "{state}");
+    state
 }
 
 #[test]
@@ -329,7 +529,7 @@ fn reconcile_repairs_lost_events() {
 }
 
 #[test]
-fn instance_without_public_ip_is_not_published_and_not_cycled() {
+fn instance_without_public_ip_is_not_published() {
     let emu = Emulator::start();
     world(&emu, &["--no-public-ip"]);
     scale_and_wait(&emu, 1);
@@ -339,9 +539,8 @@ fn instance_without_public_ip_is_not_published_and_not_cycled() {
         Value::Null,
         "moto gave it a public IP: {state}"
     );
-    let r = reports(&emu);
-    assert_eq!(r.len(), 1, "one launch, no replacement: {r:?}");
-    assert_eq!(r[0]["lifecycle_result"], "CONTINUE");
+    let r = of(&reports(&emu), LAUNCH);
+    assert_eq!(r.len(), 1, "one event, no retry: {r:?}");
     assert!(
         r[0]["error"]
             .as_str()
@@ -369,10 +568,10 @@ fn drain_switch_leaves_completion_to_the_node_and_timeout_applies_default() {
         "record removed at once: {state}"
     );
     let r = reports(&emu);
-    let term = r
-        .iter()
-        .find(|x| x["transition"] == "autoscaling:EC2_INSTANCE_TERMINATING");
-    let term = term.unwrap_or_else(|| panic!("no terminate report: {r:?}"));
+    let term = of(&r, TERMINATING);
+    let term = term
+        .first()
+        .unwrap_or_else(|| panic!("no terminate report: {r:?}"));
     assert_eq!(term["action"], "deregistered");
     assert_eq!(
         term["lifecycle_result"],
@@ -383,7 +582,7 @@ fn drain_switch_leaves_completion_to_the_node_and_timeout_applies_default() {
     assert_eq!(
         histories,
         vec![
-            serde_json::json!(["complete:CONTINUE"]),
+            serde_json::json!(["stand-in:CONTINUE"]),
             serde_json::json!(["timeout:CONTINUE"])
         ],
         "{actions}"
@@ -407,13 +606,13 @@ fn split_horizon_publishes_into_the_public_zone() {
             records[0]["zone_id"], w["zone_id"],
             "private zone {order}: {state}"
         );
-        let r = reports(&emu);
+        let r = of(&reports(&emu), LAUNCH);
         assert_eq!(r[0]["action"], "registered", "private zone {order}: {r:?}");
     }
 }
 
-/// The payload of the first Lambda run of `transition` for `instance`.
-fn delivery_of(emulator: &Emulator, instance: &str, transition: &str) -> Value {
+/// The payload of the first Lambda run of the launch notification of `instance`.
+fn launch_delivery_of(emulator: &Emulator, instance: &str) -> Value {
     settled(emulator)
         .into_iter()
         .find(|i| {
@@ -421,10 +620,10 @@ fn delivery_of(emulator: &Emulator, instance: &str, transition: &str) -> Value {
                 .as_str()
                 .and_then(|m| serde_json::from_str::<Value>(m).ok())
                 .unwrap_or_default();
-            msg["EC2InstanceId"] == instance && msg["LifecycleTransition"] == transition
+            msg["EC2InstanceId"] == instance && msg["Event"] == LAUNCH
         })
         .map(|i| i["payload"].clone())
-        .unwrap_or_else(|| panic!("no {transition} delivery for {instance}"))
+        .unwrap_or_else(|| panic!("no launch delivery for {instance}"))
 }
 
 /// A failed record upsert deletes the health check it just made; Route 53
@@ -433,7 +632,8 @@ fn delivery_of(emulator: &Emulator, instance: &str, transition: &str) -> Value {
 #[test]
 fn registration_after_a_deleted_check_is_possible_again() {
     let emu = Emulator::start();
-    world(&emu, &["--metadata", r#"{"on_failure": "CONTINUE"}"#]);
+    world(&emu, &[]);
+    // Every attempt fails (Lambda's own retries of the event too).
     scenario(
         &emu,
         &[
@@ -444,15 +644,6 @@ fn registration_after_a_deleted_check_is_possible_again() {
         ],
     );
     let up = scale_and_wait(&emu, 2);
-    settled(&emu);
-    scenario(&emu, &["faults", "--rules", r#"{"rules": []}"#]);
-    let state = scenario(&emu, &["state"]);
-    assert_eq!(state["records"], serde_json::json!([]), "{state}");
-    assert_eq!(
-        state["health_checks"],
-        serde_json::json!([]),
-        "the failed launches removed their checks: {state}"
-    );
     let ids: Vec<String> = up["instances"]
         .as_array()
         .map(|a| {
@@ -462,9 +653,28 @@ fn registration_after_a_deleted_check_is_possible_again() {
         })
         .unwrap_or_default();
     assert_eq!(ids.len(), 2, "{up}");
+    // Both launches failed on every delivery (1 + Lambda's 2 retries each).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while of(&reports(&emu), LAUNCH)
+        .iter()
+        .filter(|r| r["action"] == "failed")
+        .count()
+        < 6
+    {
+        assert!(Instant::now() < deadline, "{:?}", reports(&emu));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    scenario(&emu, &["faults", "--rules", r#"{"rules": []}"#]);
+    let state = scenario(&emu, &["state"]);
+    assert_eq!(state["records"], serde_json::json!([]), "{state}");
+    assert_eq!(
+        state["health_checks"],
+        serde_json::json!([]),
+        "the failed launches removed their checks: {state}"
+    );
 
     // Redelivery of the first instance's launch, twice (duplicates converge).
-    let payload = delivery_of(&emu, &ids[0], "autoscaling:EC2_INSTANCE_LAUNCHING").to_string();
+    let payload = launch_delivery_of(&emu, &ids[0]).to_string();
     for _ in 0..2 {
         let run = scenario(&emu, &["invoke", "--payload", &payload]);
         assert_eq!(run["status"], "ok", "{run}");
@@ -510,12 +720,12 @@ fn state_when(emulator: &Emulator, secs: u64, done: impl Fn(&Value) -> bool) -> 
 
 /// Reconcile of one group touches only what it can prove is its own: a
 /// second group publishing under the same name (blue/green) keeps its
-/// records and checks, and its own instance whose registration is in
-/// flight (Pending:Wait, record already published) keeps its record.
+/// records and checks, and an instance still booting (Pending:Wait: its
+/// node has not said it serves) is not published by reconcile either.
 #[test]
-fn reconcile_leaves_other_groups_and_registrations_in_flight_alone() {
+fn reconcile_leaves_other_groups_and_booting_nodes_alone() {
     let emu = Emulator::start();
-    world(&emu, &["--heartbeat", "300"]);
+    world(&emu, &["--launch-heartbeat", "300"]);
     world(&emu, &["--group", "mylb-green", "--zone", ""]);
     scale_and_wait(&emu, 1);
     scenario(&emu, &["scale", "--group", "mylb-green", "--desired", "1"]);
@@ -525,29 +735,22 @@ fn reconcile_leaves_other_groups_and_registrations_in_flight_alone() {
     );
     assert!(out.get("timeout").is_none(), "{out}");
     settled(&emu);
+    state_when(&emu, 30, |s| {
+        s["records"].as_array().map(Vec::len) == Some(2)
+    });
 
-    // Blue's second instance: registered, but its lifecycle action cannot
-    // be completed, so it stays in Pending:Wait with its record published.
-    scenario(
+    // Blue's second instance boots: its node has not said it serves.
+    craftlb_testbed::control_post(
         &emu,
-        &[
-            "faults",
-            "--rules",
-            r#"{"seed": 7, "rules": [{"service": "autoscaling", "operation": "CompleteLifecycleAction",
-                "throttle": 1.0, "agent": "aws-sdk-rust"}]}"#,
-        ],
+        "/_craftlb/autoscaling/stand-in",
+        &serde_json::json!({"group": "mylb-asg", "result": null}),
     );
     scenario(&emu, &["scale", "--desired", "2"]);
-    state_when(&emu, 60, |s| {
-        s["records"].as_array().map(Vec::len) == Some(3)
-    });
-    let state = scenario(&emu, &["state"]);
-    assert!(
-        state["instances"]
+    state_when(&emu, 30, |s| {
+        s["instances"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|i| i["state"] == "Pending:Wait")),
-        "{state}"
-    );
+            .is_some_and(|a| a.iter().any(|i| i["state"] == "Pending:Wait"))
+    });
 
     let run = scenario(
         &emu,
@@ -570,18 +773,14 @@ fn reconcile_leaves_other_groups_and_registrations_in_flight_alone() {
     let after = scenario(&emu, &["state"]);
     assert_eq!(
         after["records"].as_array().map(Vec::len),
-        Some(3),
+        Some(2),
         "{after}"
     );
     assert_eq!(
         after["health_checks"].as_array().map(Vec::len),
-        Some(3),
+        Some(2),
         "{after}"
     );
-
-    // Let the held launch finish before the emulator goes.
-    scenario(&emu, &["faults", "--rules", r#"{"rules": []}"#]);
-    settled(&emu);
 }
 
 /// The Lambda's AWS calls, as the emulator saw them (not as it counts them).
@@ -597,60 +796,128 @@ fn lambda_calls(emulator: &Emulator) -> Vec<String> {
         .collect()
 }
 
-/// Calls per event from the emulator's request log, one event at a time,
-/// with the name from the group's tag and the zone looked up (the worst
-/// case); the handler's own count must agree with the log.
+/// Calls per event from the emulator's request log, one event at a time:
+/// as launch-lb.yml configures the hooks (record name and zone in the
+/// metadata), and the worst case (name from the group's tag, zone looked
+/// up). The handler's own count must agree with the log.
 #[test]
 fn calls_per_event_from_the_request_log() {
-    let emu = Emulator::start();
-    world(&emu, &[]);
-    craftlb_testbed::clear_request_log(&emu.url);
-    scale_and_wait(&emu, 1);
-    settled(&emu);
-    let launch = lambda_calls(&emu);
-    assert_eq!(
-        launch,
-        [
-            "DescribeAutoScalingGroups",
-            "ListHostedZonesByName",
-            "ListHostedZonesByName",
-            "DescribeInstances",
-            "CreateHealthCheck",
-            "ChangeTagsForResource",
-            "ChangeResourceRecordSets",
-            "CompleteLifecycleAction"
-        ],
-        "launch"
-    );
-    craftlb_testbed::clear_request_log(&emu.url);
-    scale_and_wait(&emu, 0);
-    settled(&emu);
-    let term = lambda_calls(&emu);
-    assert_eq!(
-        term,
-        [
-            "DescribeAutoScalingGroups",
-            "ListHostedZonesByName",
-            "ListHostedZonesByName",
-            "ListResourceRecordSets",
-            "ChangeResourceRecordSets",
-            "DeleteHealthCheck",
-            "CompleteLifecycleAction"
-        ],
-        "terminate"
-    );
-    let r = reports(&emu);
-    assert_eq!(r.len(), 2, "{r:?}");
-    assert_eq!(
-        r[0]["aws_calls"].as_u64(),
-        Some(launch.len() as u64),
-        "{}",
-        r[0]
-    );
-    assert_eq!(
-        r[1]["aws_calls"].as_u64(),
-        Some(term.len() as u64),
-        "{}",
-        r[1]
-    );
+    for (meta, launch_calls, terminating_calls, gone_calls) in [
+        (
+            r#"{"record_name": "lb.example.com", "hosted_zone_id": "ZONE"}"#,
+            vec![
+                "DescribeAutoScalingInstances",
+                "DescribeLifecycleHooks",
+                "DescribeInstances",
+                "CreateHealthCheck",
+                "ChangeTagsForResource",
+                "ChangeResourceRecordSets",
+            ],
+            vec![
+                "ListResourceRecordSets",
+                "ChangeResourceRecordSets",
+                "DeleteHealthCheck",
+                "CompleteLifecycleAction",
+            ],
+            vec!["DescribeLifecycleHooks", "ListResourceRecordSets"],
+        ),
+        (
+            "",
+            vec![
+                "DescribeAutoScalingInstances",
+                "DescribeLifecycleHooks",
+                "DescribeAutoScalingGroups",
+                "ListHostedZonesByName",
+                "ListHostedZonesByName",
+                "DescribeInstances",
+                "CreateHealthCheck",
+                "ChangeTagsForResource",
+                "ChangeResourceRecordSets",
+            ],
+            vec![
+                "DescribeAutoScalingGroups",
+                "ListHostedZonesByName",
+                "ListHostedZonesByName",
+                "ListResourceRecordSets",
+                "ChangeResourceRecordSets",
+                "DeleteHealthCheck",
+                "CompleteLifecycleAction",
+            ],
+            vec![
+                "DescribeLifecycleHooks",
+                "DescribeAutoScalingGroups",
+                "ListHostedZonesByName",
+                "ListHostedZonesByName",
+                "ListResourceRecordSets",
+            ],
+        ),
+    ] {
+        let emu = Emulator::start();
+        // The handler's own calls, one attempt each: Route 53's rate limit
+        // (retried throttles would add attempts) is other tests' business.
+        craftlb_testbed::control_put(
+            &emu,
+            "/_craftlb/settings",
+            &serde_json::json!({"route53_requests_per_second": 0}),
+        );
+        let w = world(&emu, &[]);
+        let meta = meta.replace("ZONE", w["zone_id"].as_str().unwrap_or_default());
+        if !meta.is_empty() {
+            for (hook, transition) in [
+                ("mylb-asg-launching", "autoscaling:EC2_INSTANCE_LAUNCHING"),
+                ("mylb-asg-terminating", TERMINATING),
+            ] {
+                scenario(
+                    &emu,
+                    &[
+                        "hook",
+                        "--name",
+                        hook,
+                        "--transition",
+                        transition,
+                        "--metadata",
+                        &meta,
+                    ],
+                );
+            }
+        }
+        craftlb_testbed::clear_request_log(&emu.url);
+        scale_and_wait(&emu, 1);
+        settled(&emu);
+        assert_eq!(
+            lambda_calls(&emu),
+            launch_calls,
+            "launch, metadata {meta:?}"
+        );
+        craftlb_testbed::clear_request_log(&emu.url);
+        scale_and_wait(&emu, 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while of(&reports(&emu), TERMINATE).is_empty() {
+            assert!(Instant::now() < deadline, "no termination notice");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        settled(&emu);
+        let mut seen = lambda_calls(&emu);
+        seen.sort();
+        let mut want: Vec<&str> = terminating_calls
+            .iter()
+            .chain(gone_calls.iter())
+            .copied()
+            .collect();
+        want.sort();
+        assert_eq!(seen, want, "scale-in (hook + gone), metadata {meta:?}");
+        let r = reports(&emu);
+        let count = |t: &str| of(&r, t).first().and_then(|x| x["aws_calls"].as_u64());
+        assert_eq!(count(LAUNCH), Some(launch_calls.len() as u64), "{r:?}");
+        assert_eq!(
+            count(TERMINATING),
+            Some(terminating_calls.len() as u64),
+            "{r:?}"
+        );
+        assert_eq!(count(TERMINATE), Some(gone_calls.len() as u64), "{r:?}");
+        assert!(
+            launch_calls.len() <= 6 || meta.is_empty(),
+            "over budget: {launch_calls:?}"
+        );
+    }
 }

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::{
-    AutoScalingGroup, InstanceRefresh, LaunchTemplateSpecification, LifecycleHook,
-    LifecycleHookSpecification, RefreshPreferences, RefreshStrategy, Tag,
+    AutoScalingGroup, DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification,
+    LifecycleHook, LifecycleHookSpecification, RefreshPreferences, RefreshStrategy, Tag,
 };
 use craftlb_core::consistency;
 use craftlb_core::error::{Error, sdk_error};
@@ -101,6 +101,14 @@ static REFRESH: Spec = Spec {
         Param::bool("skip_matching")
             .default(Default::Bool(true))
             .doc(&["Leave instances that already run the group's launch template version alone."]),
+        Param::bool("auto_rollback")
+            .default(Default::Bool(false))
+            .doc(&[
+                "When the refresh fails (its new instances never become healthy: a launching hook \
+                 ABANDONs them), AWS puts the previous launch template version back on the instances it \
+                 replaced. Needs I(launch_template.version) as a number, as AWS refuses rollback for a \
+                 group on C($Latest) or C($Default).",
+            ]),
     ],
     ..Spec::EMPTY
 };
@@ -144,6 +152,15 @@ pub static SPEC: Spec = Spec {
              existing group each is created or updated as C(asg_lifecycle_hook) would; hooks not listed are \
              left alone.",
         ]),
+        Param::str("notification_topic").doc(&[
+            "The SNS topic the group notifies of its instances' launches and terminations \
+             (PutNotificationConfiguration). Not given, the group's notifications are left as they are.",
+        ]),
+        Param::list("notification_types", Type::Str)
+            .default(Default::List(NOTIFICATION_TYPES))
+            .doc(&[
+                "What the group notifies I(notification_topic) of; compared as a set, replaced whole.",
+            ]),
         Param::dict_of("instance_refresh", &REFRESH).doc(&[
             "Roll the instances with an instance refresh when the launch template (or its version) \
              changes, or when instances still run another version and no refresh is in progress. Not \
@@ -164,15 +181,25 @@ pub static SPEC: Spec = Spec {
             .default(Default::Int(600))
             .doc(&["Seconds each wait may take."]),
         Param::bool("force_delete")
-            .default(Default::Bool(true))
+            .default(Default::Bool(false))
             .doc(&[
-                "C(state=absent): delete the group with its instances at once (ForceDelete; hooks do not \
-                 hold them). False: scale to zero through the hooks first, then delete.",
+                "C(state=absent): false (the default) scales the group to zero through its terminating \
+                 hooks first (each instance is deregistered and drained as on any scale-in), then deletes \
+                 it. True deletes it with its instances at once (ForceDelete): the hooks are skipped, so \
+                 whatever they would have cleaned up (DNS records, health checks) is left behind.",
             ]),
     ],
     includes: &[&AWS],
     ..Spec::EMPTY
 };
+
+/// amazon.aws's default for I(notification_types).
+pub const NOTIFICATION_TYPES: &[&str] = &[
+    "autoscaling:EC2_INSTANCE_LAUNCH",
+    "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+    "autoscaling:EC2_INSTANCE_TERMINATE",
+    "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
+];
 
 #[derive(Debug, Deserialize)]
 struct LtArg {
@@ -194,6 +221,7 @@ pub struct Refresh {
     pub max_healthy_percentage: i64,
     pub instance_warmup: Option<i64>,
     pub skip_matching: bool,
+    pub auto_rollback: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +241,8 @@ struct Args {
     tags: Option<Value>,
     purge_tags: bool,
     lifecycle_hooks: Option<Vec<HookArg>>,
+    notification_topic: Option<String>,
+    notification_types: Vec<String>,
     instance_refresh: Option<Refresh>,
     wait_for_instances: bool,
     wait_for_instance_refresh: bool,
@@ -257,6 +287,8 @@ pub struct Task {
     pub tags: Option<Tags>,
     pub purge_tags: bool,
     pub hooks: Option<Vec<(String, Hook)>>,
+    /// The topic and the (sorted) notification types it gets.
+    pub notifications: Option<(String, Vec<String>)>,
     pub refresh: Option<Refresh>,
     pub wait: bool,
     pub wait_refresh: bool,
@@ -375,6 +407,19 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
     if a.wait_timeout < 0 {
         return Err(Failure::msg("wait_timeout must be 0 or more"));
     }
+    if a.instance_refresh.as_ref().is_some_and(|r| r.auto_rollback) {
+        let version = a
+            .launch_template
+            .as_ref()
+            .and_then(|l| l.version.as_deref());
+        if version.is_none_or(|v| v.parse::<u64>().is_err()) {
+            return Err(Failure::msg(format!(
+                "instance_refresh.auto_rollback needs launch_template.version as a number (AWS refuses \
+                 rollback for $Latest and $Default), got {}",
+                version.map_or("none".to_owned(), |v| format!("'{v}'"))
+            )));
+        }
+    }
     Ok(Task {
         present: a.state != "absent",
         name: a.name,
@@ -397,6 +442,12 @@ pub fn task(p: &Params) -> Result<Task, Failure> {
         tags: a.tags.as_ref().map(tags_of).transpose()?,
         purge_tags: a.purge_tags,
         hooks,
+        notifications: a.notification_topic.map(|topic| {
+            let mut types = a.notification_types;
+            types.sort();
+            types.dedup();
+            (topic, types)
+        }),
         refresh: a.instance_refresh,
         wait: a.wait_for_instances,
         wait_refresh: a.wait_for_instance_refresh,
@@ -430,11 +481,35 @@ pub struct Group {
     pub status: Option<String>,
     /// Hooks, read when the task manages them.
     pub hooks: Option<BTreeMap<String, Hook>>,
+    /// Topic -> notification types (sorted), read when the task manages them.
+    pub notifications: Option<BTreeMap<String, Vec<String>>>,
     /// A refresh that is running (read only when instances differ from the
-    /// group's template version).
-    pub active_refresh: Option<String>,
+    /// group's template version, or the task's template from the group's).
+    pub active_refresh: Option<ActiveRefresh>,
+    /// The version number the group's `$Latest` / `$Default` means now
+    /// (read only when a refresh is configured).
+    pub resolved_version: Option<String>,
     /// The refresh this run started.
     pub started_refresh: Option<RefreshState>,
+}
+
+/// A refresh in progress and the launch template it rolls to (its
+/// DesiredConfiguration; none: the group's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRefresh {
+    pub id: String,
+    pub target: Option<TemplateRef>,
+}
+
+/// What to do about instance refreshes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RefreshPlan {
+    #[default]
+    None,
+    /// Start one (towards the task's template when it is not the group's).
+    Start,
+    /// Cancel this one (it rolls to something else), then start ours.
+    Replace(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,7 +528,8 @@ pub struct Changes {
     pub set_tags: Tags,
     pub unset_tags: Vec<String>,
     pub hooks: Vec<(String, Hook)>,
-    pub refresh: bool,
+    pub notifications: bool,
+    pub refresh: RefreshPlan,
 }
 
 impl crate::driver::Changes for Changes {
@@ -463,7 +539,8 @@ impl crate::driver::Changes for Changes {
             && self.set_tags.is_empty()
             && self.unset_tags.is_empty()
             && self.hooks.is_empty()
-            && !self.refresh
+            && !self.notifications
+            && self.refresh == RefreshPlan::None
     }
 }
 
@@ -487,15 +564,36 @@ fn same_template(want: &TemplateRef, g: &Group) -> bool {
     same_lt && same_version
 }
 
-/// Instances launched with another version than the group's, when the
-/// group names one.
-fn outdated(g: &Group) -> Vec<&Member> {
-    let Some(want) = g
+/// The version number new instances of the group get: its own when it
+/// names one, else what its `$Latest` / `$Default` resolved to.
+fn group_version(g: &Group) -> Option<&str> {
+    let named = g
         .settings
         .launch_template
         .as_ref()
         .and_then(|t| t.version.as_deref())
-    else {
+        .filter(|v| v.parse::<u64>().is_ok());
+    named.or(g.resolved_version.as_deref())
+}
+
+/// The refresh's target is the task's template: the same template (by name
+/// or id) and version.
+fn same_target(want: &TemplateRef, target: &TemplateRef, g: &Group) -> bool {
+    let same_lt = match (&want.name, &want.id) {
+        (Some(n), _) => {
+            target.name.as_ref() == Some(n)
+                || (target.name.is_none() && g.template_name.as_ref() == Some(n))
+        }
+        (None, Some(i)) => target.id.as_ref() == Some(i),
+        (None, None) => true,
+    };
+    same_lt && want.version == target.version
+}
+
+/// Instances launched with another version than the group's. Instances
+/// always report the number they were launched with, never `$Latest`.
+fn outdated(g: &Group) -> Vec<&Member> {
+    let Some(want) = group_version(g) else {
         return Vec::new();
     };
     g.instances
@@ -534,6 +632,7 @@ pub fn plan(t: &Task, current: Option<&Group>) -> Result<Changes, Failure> {
             create: true,
             set_tags: t.tags.clone().unwrap_or_default(),
             hooks: t.hooks.clone().unwrap_or_default(),
+            notifications: t.notifications.is_some(),
             ..Changes::default()
         });
     };
@@ -613,15 +712,35 @@ pub fn plan(t: &Task, current: Option<&Group>) -> Result<Changes, Failure> {
             hooks.push((name.clone(), hook.clone()));
         }
     }
-    let refresh = t.refresh.is_some()
-        && (settings.contains(&"launch_template")
-            || (!outdated(g).is_empty() && g.active_refresh.is_none()));
+    // With a refresh, a new template goes in as the refresh's desired
+    // configuration: AWS applies it to the group only if the refresh
+    // succeeds (and can roll back when it does not).
+    let refresh = match (&t.refresh, &w.launch_template) {
+        (None, _) => RefreshPlan::None,
+        (Some(_), Some(want)) if settings.contains(&"launch_template") => {
+            settings.retain(|f| *f != "launch_template");
+            match &g.active_refresh {
+                // A run before this one already rolls there.
+                Some(a) if a.target.as_ref().is_some_and(|t| same_target(want, t, g)) => {
+                    RefreshPlan::None
+                }
+                Some(a) => RefreshPlan::Replace(a.id.clone()),
+                None => RefreshPlan::Start,
+            }
+        }
+        (Some(_), _) if !outdated(g).is_empty() && g.active_refresh.is_none() => RefreshPlan::Start,
+        _ => RefreshPlan::None,
+    };
+    let notifications = t.notifications.as_ref().is_some_and(|(topic, types)| {
+        g.notifications.as_ref().and_then(|n| n.get(topic)) != Some(types)
+    });
     Ok(Changes {
         create: false,
         settings,
         set_tags,
         unset_tags,
         hooks,
+        notifications,
         refresh,
     })
 }
@@ -636,7 +755,7 @@ pub enum Progress {
 
 /// The desired number of instances InService and healthy, and no more
 /// than that many in any state. Instances held in Pending:Wait are named.
-pub fn instances_progress(g: &Group) -> Progress {
+pub fn instances_progress(g: &Group, refreshing: bool) -> Progress {
     let desired = g.settings.desired_capacity.unwrap_or(0);
     let in_service = g
         .instances
@@ -652,7 +771,7 @@ pub fn instances_progress(g: &Group) -> Progress {
     // A scale-in is done when the extra instances are gone (each through its
     // terminating hook: deregistered, drained), not when enough are InService.
     let want = usize::try_from(desired).unwrap_or(0);
-    if in_service >= want && g.instances.len() <= want {
+    if in_service >= want && (refreshing || g.instances.len() <= want) {
         return Progress::Done;
     }
     let mut msg = format!(
@@ -682,14 +801,33 @@ pub fn instances_progress(g: &Group) -> Progress {
 pub trait Api {
     async fn group(&self, name: &str) -> Result<Option<AutoScalingGroup>, Error>;
     async fn hooks(&self, name: &str) -> Result<Vec<LifecycleHook>, Error>;
-    async fn active_refresh(&self, name: &str) -> Result<Option<String>, Error>;
+    async fn active_refresh(&self, name: &str) -> Result<Option<ActiveRefresh>, Error>;
+    async fn cancel_refresh(&self, name: &str) -> Result<(), Error>;
+    /// What the instance wrote to its console (GetConsoleOutput, latest).
+    async fn console_output(&self, instance: &str) -> Result<Option<String>, Error>;
+    /// (default, latest) version numbers of the template.
+    async fn template_versions(&self, t: &TemplateRef) -> Result<Option<(String, String)>, Error>;
     async fn refresh(&self, name: &str, id: &str) -> Result<Option<InstanceRefresh>, Error>;
     async fn create(&self, t: &Task) -> Result<(), Error>;
     async fn update(&self, t: &Task, fields: &[&'static str]) -> Result<(), Error>;
     async fn put_tags(&self, name: &str, tags: &Tags) -> Result<(), Error>;
     async fn delete_tags(&self, name: &str, keys: &[String]) -> Result<(), Error>;
     async fn put_hook(&self, group: &str, name: &str, hook: &Hook) -> Result<(), Error>;
-    async fn start_refresh(&self, name: &str, r: &Refresh) -> Result<String, Error>;
+    /// Topic -> notification types, as DescribeNotificationConfigurations lists them.
+    async fn notifications(&self, name: &str) -> Result<BTreeMap<String, Vec<String>>, Error>;
+    async fn put_notifications(
+        &self,
+        name: &str,
+        topic: &str,
+        types: &[String],
+    ) -> Result<(), Error>;
+    /// Starts a refresh; towards `target` (its DesiredConfiguration) when given.
+    async fn start_refresh(
+        &self,
+        name: &str,
+        r: &Refresh,
+        target: Option<&TemplateRef>,
+    ) -> Result<String, Error>;
     async fn delete(&self, name: &str, force: bool) -> Result<(), Error>;
     async fn sleep(&self, d: Duration);
 }
@@ -716,9 +854,16 @@ fn asg_tags(name: &str, tags: &Tags) -> Vec<Tag> {
         .collect()
 }
 
-impl Api for Client {
+/// The clients the module's calls go to.
+pub struct Clients {
+    pub asg: Client,
+    pub ec2: aws_sdk_ec2::Client,
+}
+
+impl Api for Clients {
     async fn group(&self, name: &str) -> Result<Option<AutoScalingGroup>, Error> {
         let out = self
+            .asg
             .describe_auto_scaling_groups()
             .auto_scaling_group_names(name)
             .send()
@@ -736,6 +881,7 @@ impl Api for Client {
     }
     async fn hooks(&self, name: &str) -> Result<Vec<LifecycleHook>, Error> {
         let out = self
+            .asg
             .describe_lifecycle_hooks()
             .auto_scaling_group_name(name)
             .send()
@@ -747,8 +893,9 @@ impl Api for Client {
             ))?;
         Ok(out.lifecycle_hooks().to_vec())
     }
-    async fn active_refresh(&self, name: &str) -> Result<Option<String>, Error> {
+    async fn active_refresh(&self, name: &str) -> Result<Option<ActiveRefresh>, Error> {
         let out = self
+            .asg
             .describe_instance_refreshes()
             .auto_scaling_group_name(name)
             .send()
@@ -767,10 +914,88 @@ impl Api for Client {
                     Some("Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking")
                 )
             })
-            .and_then(|r| r.instance_refresh_id().map(str::to_owned)))
+            .and_then(|r| {
+                Some(ActiveRefresh {
+                    id: r.instance_refresh_id()?.to_owned(),
+                    target: r
+                        .desired_configuration()
+                        .and_then(|d| d.launch_template())
+                        .map(|l| TemplateRef {
+                            name: l.launch_template_name().map(str::to_owned),
+                            id: l.launch_template_id().map(str::to_owned),
+                            version: l.version().map(str::to_owned),
+                        }),
+                })
+            }))
+    }
+    async fn cancel_refresh(&self, name: &str) -> Result<(), Error> {
+        match self
+            .asg
+            .cancel_instance_refresh()
+            .auto_scaling_group_name(name)
+            .send()
+            .await
+            .map_err(sdk_error(
+                "Auto Scaling",
+                "CancelInstanceRefresh",
+                format!("cancel the instance refresh of group '{name}'"),
+            )) {
+            Ok(_) => Ok(()),
+            // It ended meanwhile: nothing to cancel.
+            Err(e) if e.code() == Some("ActiveInstanceRefreshNotFound") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    async fn console_output(&self, instance: &str) -> Result<Option<String>, Error> {
+        let out = self
+            .ec2
+            .get_console_output()
+            .instance_id(instance)
+            .latest(true)
+            .send()
+            .await
+            .map_err(sdk_error(
+                "EC2",
+                "GetConsoleOutput",
+                format!("read the console of '{instance}'"),
+            ))?;
+        Ok(out.output().and_then(|b64| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        }))
+    }
+    async fn template_versions(&self, t: &TemplateRef) -> Result<Option<(String, String)>, Error> {
+        let what = t.name.clone().or_else(|| t.id.clone()).unwrap_or_default();
+        let res = self
+            .ec2
+            .describe_launch_templates()
+            .set_launch_template_names(t.name.clone().map(|n| vec![n]))
+            .set_launch_template_ids(t.id.clone().filter(|_| t.name.is_none()).map(|i| vec![i]))
+            .send()
+            .await
+            .map_err(sdk_error(
+                "EC2",
+                "DescribeLaunchTemplates",
+                format!("resolve the versions of launch template '{what}'"),
+            ));
+        let out = match res {
+            Ok(out) => out,
+            Err(e) if e.kind() == craftlb_core::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(out.launch_templates().first().and_then(|l| {
+            Some((
+                l.default_version_number()?.to_string(),
+                l.latest_version_number()?.to_string(),
+            ))
+        }))
     }
     async fn refresh(&self, name: &str, id: &str) -> Result<Option<InstanceRefresh>, Error> {
         let out = self
+            .asg
             .describe_instance_refreshes()
             .auto_scaling_group_name(name)
             .instance_refresh_ids(id)
@@ -800,7 +1025,8 @@ impl Api for Client {
         });
         let hooks: Vec<_> = hooks.collect();
         let create = || {
-            self.create_auto_scaling_group()
+            self.asg
+                .create_auto_scaling_group()
                 .auto_scaling_group_name(&t.name)
                 .set_launch_template(s.launch_template.as_ref().map(lt_spec))
                 .set_min_size(s.min_size)
@@ -838,7 +1064,8 @@ impl Api for Client {
     async fn update(&self, t: &Task, fields: &[&'static str]) -> Result<(), Error> {
         let s = &t.settings;
         let has = |f: &str| fields.contains(&f);
-        self.update_auto_scaling_group()
+        self.asg
+            .update_auto_scaling_group()
             .auto_scaling_group_name(&t.name)
             .set_launch_template(
                 s.launch_template
@@ -888,7 +1115,8 @@ impl Api for Client {
         Ok(())
     }
     async fn put_tags(&self, name: &str, tags: &Tags) -> Result<(), Error> {
-        self.create_or_update_tags()
+        self.asg
+            .create_or_update_tags()
             .set_tags(Some(asg_tags(name, tags)))
             .send()
             .await
@@ -910,7 +1138,8 @@ impl Api for Client {
                     .build()
             })
             .collect();
-        self.delete_tags()
+        self.asg
+            .delete_tags()
             .set_tags(Some(tags))
             .send()
             .await
@@ -922,20 +1151,86 @@ impl Api for Client {
         Ok(())
     }
     async fn put_hook(&self, group: &str, name: &str, hook: &Hook) -> Result<(), Error> {
-        crate::asg_lifecycle_hook::Api::put(self, group, name, hook).await
+        crate::asg_lifecycle_hook::Api::put(&self.asg, group, name, hook).await
     }
-    async fn start_refresh(&self, name: &str, r: &Refresh) -> Result<String, Error> {
+    async fn notifications(&self, name: &str) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .asg
+                .describe_notification_configurations()
+                .auto_scaling_group_names(name)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(sdk_error(
+                    "Auto Scaling",
+                    "DescribeNotificationConfigurations",
+                    format!("read the notifications of group '{name}'"),
+                ))?;
+            for c in page.notification_configurations() {
+                if let (Some(topic), Some(kind)) = (c.topic_arn(), c.notification_type()) {
+                    out.entry(topic.to_owned())
+                        .or_default()
+                        .push(kind.to_owned());
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        for types in out.values_mut() {
+            types.sort();
+            types.dedup();
+        }
+        Ok(out)
+    }
+    async fn put_notifications(
+        &self,
+        name: &str,
+        topic: &str,
+        types: &[String],
+    ) -> Result<(), Error> {
+        self.asg
+            .put_notification_configuration()
+            .auto_scaling_group_name(name)
+            .topic_arn(topic)
+            .set_notification_types(Some(types.to_vec()))
+            .send()
+            .await
+            .map_err(sdk_error(
+                "Auto Scaling",
+                "PutNotificationConfiguration",
+                format!("notify topic '{topic}' of group '{name}'"),
+            ))?;
+        Ok(())
+    }
+    async fn start_refresh(
+        &self,
+        name: &str,
+        r: &Refresh,
+        target: Option<&TemplateRef>,
+    ) -> Result<String, Error> {
         let pct = |v: i64| i32::try_from(v).unwrap_or(100);
         let out = self
+            .asg
             .start_instance_refresh()
             .auto_scaling_group_name(name)
             .strategy(RefreshStrategy::Rolling)
+            .set_desired_configuration(target.map(|t| {
+                DesiredConfiguration::builder()
+                    .launch_template(lt_spec(t))
+                    .build()
+            }))
             .preferences(
                 RefreshPreferences::builder()
                     .min_healthy_percentage(pct(r.min_healthy_percentage))
                     .max_healthy_percentage(pct(r.max_healthy_percentage))
                     .set_instance_warmup(r.instance_warmup.and_then(|w| i32::try_from(w).ok()))
                     .skip_matching(r.skip_matching)
+                    .auto_rollback(r.auto_rollback)
                     .build(),
             )
             .send()
@@ -952,7 +1247,8 @@ impl Api for Client {
         })
     }
     async fn delete(&self, name: &str, force: bool) -> Result<(), Error> {
-        self.delete_auto_scaling_group()
+        self.asg
+            .delete_auto_scaling_group()
             .auto_scaling_group_name(name)
             .force_delete(force)
             .send()
@@ -1033,7 +1329,9 @@ fn group_from(g: &AutoScalingGroup) -> Group {
             .collect(),
         status: g.status().map(str::to_owned),
         hooks: None,
+        notifications: None,
         active_refresh: None,
+        resolved_version: None,
         started_refresh: None,
     }
 }
@@ -1124,6 +1422,16 @@ pub fn describe(g: &Group) -> Value {
                 Value::Array(h.iter().map(|(n, h)| hook_json(n, h)).collect()),
             );
         }
+        if let Some(n) = &g.notifications {
+            o.insert(
+                "notification_configurations".into(),
+                Value::Array(
+                    n.iter()
+                        .map(|(topic, types)| json!({"topic_arn": topic, "notification_types": types}))
+                        .collect(),
+                ),
+            );
+        }
         if let Some(r) = &g.started_refresh {
             o.insert(
                 "instance_refresh".into(),
@@ -1167,13 +1475,40 @@ async fn read<A: Api>(api: &A, t: &Task) -> Result<Option<Group>, Failure> {
     if t.hooks.is_some() {
         g.hooks = Some(read_hooks(api, &t.name).await?);
     }
-    if t.refresh.is_some() && !outdated(&g).is_empty() {
-        g.active_refresh = api.active_refresh(&t.name).await?;
+    if t.notifications.is_some() {
+        g.notifications = Some(api.notifications(&t.name).await?);
+    }
+    if t.refresh.is_some() {
+        let symbolic = g.settings.launch_template.as_ref().filter(|l| {
+            l.version
+                .as_deref()
+                .is_none_or(|v| v.parse::<u64>().is_err())
+        });
+        if let Some(lt) = symbolic {
+            let by = TemplateRef {
+                name: g.template_name.clone(),
+                id: g.template_id.clone(),
+                version: None,
+            };
+            let latest = lt.version.as_deref() == Some("$Latest");
+            g.resolved_version = api
+                .template_versions(&by)
+                .await?
+                .map(|(default, newest)| if latest { newest } else { default });
+        }
+        let new_template = t
+            .settings
+            .launch_template
+            .as_ref()
+            .is_some_and(|lt| !same_template(lt, &g));
+        if new_template || !outdated(&g).is_empty() {
+            g.active_refresh = api.active_refresh(&t.name).await?;
+        }
     }
     Ok(Some(g))
 }
 
-async fn wait_instances<A: Api>(api: &A, t: &Task) -> Result<Group, Failure> {
+async fn wait_instances<A: Api>(api: &A, t: &Task, refreshing: bool) -> Result<Group, Failure> {
     let deadline = Instant::now() + t.timeout;
     loop {
         let g = api
@@ -1181,7 +1516,7 @@ async fn wait_instances<A: Api>(api: &A, t: &Task) -> Result<Group, Failure> {
             .await?
             .map(|g| group_from(&g))
             .ok_or_else(|| Failure::msg(format!("autoscaling group '{}' is gone", t.name)))?;
-        match instances_progress(&g) {
+        match instances_progress(&g, refreshing) {
             Progress::Done => return Ok(g),
             Progress::Waiting(msg) if Instant::now() >= deadline => {
                 return Err(Failure::msg(format!(
@@ -1197,23 +1532,96 @@ async fn wait_instances<A: Api>(api: &A, t: &Task) -> Result<Group, Failure> {
 
 const POLL: Duration = Duration::from_secs(2);
 
+/// Waits until refresh `id` is no longer in progress (cancelled).
+async fn wait_refresh_gone<A: Api>(api: &A, t: &Task, id: &str) -> Result<(), Failure> {
+    let deadline = Instant::now() + t.timeout;
+    while api
+        .active_refresh(&t.name)
+        .await?
+        .is_some_and(|a| a.id == id)
+    {
+        if Instant::now() >= deadline {
+            return Err(Failure::msg(format!(
+                "timed out after {} s waiting for instance refresh {id} of group '{}' to cancel",
+                t.timeout.as_secs(),
+                t.name
+            )));
+        }
+        api.sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// The group's instance ids now.
+async fn member_ids<A: Api>(api: &A, name: &str) -> Result<Vec<String>, Failure> {
+    Ok(api
+        .group(name)
+        .await?
+        .map(|g| group_from(&g).instances.into_iter().map(|m| m.id).collect())
+        .unwrap_or_default())
+}
+
+/// The last lines of an instance's console (a node's boot writes why it
+/// failed there).
+const CONSOLE_TAIL_LINES: usize = 20;
+
 async fn wait_refresh<A: Api>(api: &A, t: &Task, id: &str) -> Result<RefreshState, Failure> {
     let deadline = Instant::now() + t.timeout;
+    let before: std::collections::BTreeSet<String> =
+        member_ids(api, &t.name).await?.into_iter().collect();
+    // The refresh's new instances, in the order first seen.
+    let mut launched: Vec<String> = Vec::new();
     loop {
         let r = api
             .refresh(&t.name, id)
             .await?
             .map(|r| refresh_from(&r))
             .ok_or_else(|| Failure::msg(format!("instance refresh {id} is gone")))?;
+        let now = member_ids(api, &t.name).await?;
+        for m in &now {
+            if !before.contains(m) && !launched.contains(m) {
+                launched.push(m.clone());
+            }
+        }
         match r.status.as_str() {
             "Successful" => return Ok(r),
             "Failed" | "Cancelled" | "RollbackSuccessful" | "RollbackFailed" => {
-                return Err(Failure::msg(format!(
+                // The replacements that did not stay (abandoned because they
+                // never got ready, or rolled back): the last one's console
+                // says why, as its boot wrote it.
+                let gone: Vec<&String> = launched.iter().filter(|m| !now.contains(m)).collect();
+                let mut msg = format!(
                     "instance refresh {id} of group '{}' ended {}: {}",
                     t.name,
                     r.status,
                     r.status_reason.as_deref().unwrap_or("no reason given")
-                )));
+                );
+                let mut tail = None;
+                if let Some(last) = gone.last() {
+                    msg.push_str(&format!(
+                        "; new instances that did not stay: {}",
+                        gone.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    // Best effort: the failure is reported either way.
+                    if let Ok(Some(text)) = api.console_output(last).await {
+                        let lines: Vec<&str> = text.lines().collect();
+                        let from = lines.len().saturating_sub(CONSOLE_TAIL_LINES);
+                        let end = lines[from..].join("\n");
+                        msg.push_str(&format!("; the end of {last}'s console:\n{end}"));
+                        tail = Some(end);
+                    }
+                }
+                return Err(Failure::msg(msg)
+                    .with(
+                        "instance_refresh",
+                        json!({"instance_refresh_id": id, "status": r.status,
+                        "status_reason": r.status_reason}),
+                    )
+                    .with("failed_instances", json!(gone))
+                    .with("console_output_tail", json!(tail)));
             }
             _ if Instant::now() >= deadline => {
                 return Err(Failure::msg(format!(
@@ -1276,13 +1684,23 @@ impl<A: Api> Resource for GroupResource<A> {
                 api.put_hook(&t.name, name, &merged).await?;
             }
         }
+        if let (true, Some((topic, types))) = (ch.notifications, &t.notifications) {
+            api.put_notifications(&t.name, topic, types).await?;
+        }
         let mut started = None;
-        if let (true, Some(r)) = (ch.refresh, &t.refresh) {
-            // A refresh another run started is left to finish.
-            let id = match api.active_refresh(&t.name).await? {
-                Some(id) => id,
-                None => api.start_refresh(&t.name, r).await?,
-            };
+        if let (RefreshPlan::Start | RefreshPlan::Replace(_), Some(r)) = (&ch.refresh, &t.refresh) {
+            if let RefreshPlan::Replace(old) = &ch.refresh {
+                // It rolls to something else: it stops where it is, ours
+                // (skipping what already matches) takes over.
+                api.cancel_refresh(&t.name).await?;
+                wait_refresh_gone(api, t, old).await?;
+            }
+            let target = t
+                .settings
+                .launch_template
+                .as_ref()
+                .filter(|lt| current.is_some_and(|g| !same_template(lt, g)));
+            let id = api.start_refresh(&t.name, r, target).await?;
             started = Some(if t.wait_refresh {
                 wait_refresh(api, t, &id).await?
             } else {
@@ -1294,8 +1712,15 @@ impl<A: Api> Resource for GroupResource<A> {
                 }
             });
         }
+        // While a refresh runs the group may be above its desired capacity
+        // (it launches before it terminates): the wait asks for the desired
+        // number in service, not for the surplus to be gone.
+        let refreshing = started
+            .as_ref()
+            .is_some_and(|r: &RefreshState| r.status != "Successful")
+            || current.is_some_and(|g| g.active_refresh.is_some());
         let mut g = if t.wait {
-            wait_instances(api, t).await?
+            wait_instances(api, t, refreshing).await?
         } else {
             api.group(&t.name)
                 .await?
@@ -1309,6 +1734,9 @@ impl<A: Api> Resource for GroupResource<A> {
         };
         if t.hooks.is_some() {
             g.hooks = Some(read_hooks(api, &t.name).await?);
+        }
+        if t.notifications.is_some() {
+            g.notifications = Some(api.notifications(&t.name).await?);
         }
         g.started_refresh = started;
         Ok(g)
@@ -1377,7 +1805,9 @@ impl<A: Api> Resource for GroupResource<A> {
             instances: Vec::new(),
             status: None,
             hooks: t.hooks.as_ref().map(|_| BTreeMap::new()),
+            notifications: t.notifications.as_ref().map(|_| BTreeMap::new()),
             active_refresh: None,
+            resolved_version: None,
             started_refresh: None,
         });
         let w = &t.settings;
@@ -1416,7 +1846,12 @@ impl<A: Api> Resource for GroupResource<A> {
                 h.insert(name.clone(), merged);
             }
         }
-        if ch.refresh {
+        if let (true, Some((topic, types)), Some(n)) =
+            (ch.notifications, &t.notifications, g.notifications.as_mut())
+        {
+            n.insert(topic.clone(), types.clone());
+        }
+        if ch.refresh != RefreshPlan::None {
             g.started_refresh = Some(RefreshState {
                 id: String::new(),
                 status: "Pending".into(),
@@ -1432,8 +1867,11 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     let t = task(&ctx.params)?;
     let a: Args = ctx.params.typed()?;
     let config = craftlb_core::aws::sdk_config(&a.connection.aws_params(), None).await?;
-    let client = Client::new(&config);
-    drive::<GroupResource<Client>>(&client, &t, ctx.check_mode).await
+    let clients = Clients {
+        asg: Client::new(&config),
+        ec2: aws_sdk_ec2::Client::new(&config),
+    };
+    drive::<GroupResource<Clients>>(&clients, &t, ctx.check_mode).await
 }
 
 #[cfg(test)]
@@ -1483,7 +1921,9 @@ mod tests {
             instances: vec![member("i-1", "InService", "2")],
             status: None,
             hooks: None,
+            notifications: None,
             active_refresh: None,
+            resolved_version: None,
             started_refresh: None,
         }
     }
@@ -1506,16 +1946,40 @@ mod tests {
     }
 
     #[test]
-    fn a_new_template_version_updates_and_refreshes() {
+    fn a_new_template_version_is_the_refresh_target_not_an_update() {
         let mut v = base();
         v["launch_template"]["version"] = json!("3");
         let ch = plan(&ok(v.clone()), Some(&existing())).unwrap_or_else(|f| panic!("{}", f.msg));
-        assert_eq!(ch.settings, ["launch_template"]);
-        assert!(ch.refresh);
+        // The group keeps its version until the refresh succeeds.
+        assert!(ch.settings.is_empty(), "{ch:?}");
+        assert_eq!(ch.refresh, RefreshPlan::Start);
+        // A run before this one already rolls there: nothing to do.
+        let mut g = existing();
+        let target = |version: &str| TemplateRef {
+            name: Some("lt".into()),
+            id: None,
+            version: Some(version.into()),
+        };
+        g.active_refresh = Some(ActiveRefresh {
+            id: "r-1".into(),
+            target: Some(target("3")),
+        });
+        let ch = plan(&ok(v.clone()), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
+        assert_eq!(ch, Changes::default());
+        // One that rolls somewhere else is replaced, not adopted.
+        g.active_refresh = Some(ActiveRefresh {
+            id: "r-1".into(),
+            target: Some(target("4")),
+        });
+        let ch = plan(&ok(v.clone()), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
+        assert_eq!(ch.refresh, RefreshPlan::Replace("r-1".into()));
         // Without instance_refresh: the update only.
         v.as_object_mut().map(|o| o.remove("instance_refresh"));
         let ch = plan(&ok(v), Some(&existing())).unwrap_or_else(|f| panic!("{}", f.msg));
-        assert!(!ch.refresh);
+        assert_eq!(
+            (ch.settings, ch.refresh),
+            (vec!["launch_template"], RefreshPlan::None)
+        );
     }
 
     #[test]
@@ -1523,10 +1987,71 @@ mod tests {
         let mut g = existing();
         g.instances.push(member("i-0", "InService", "1"));
         let ch = plan(&ok(base()), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
-        assert!(ch.refresh && ch.settings.is_empty());
-        g.active_refresh = Some("r-1".into());
+        assert!(ch.refresh == RefreshPlan::Start && ch.settings.is_empty());
+        g.active_refresh = Some(ActiveRefresh {
+            id: "r-1".into(),
+            target: None,
+        });
         let ch = plan(&ok(base()), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
-        assert!(!ch.refresh);
+        assert_eq!(ch.refresh, RefreshPlan::None);
+    }
+
+    #[test]
+    fn latest_and_default_compare_by_what_they_resolve_to() {
+        // A group on $Latest: its instances report numbers, never "$Latest".
+        let mut g = existing();
+        if let Some(lt) = g.settings.launch_template.as_mut() {
+            lt.version = Some("$Latest".into());
+        }
+        g.instances = vec![member("i-1", "InService", "2")];
+        let mut v = base();
+        v["launch_template"]["version"] = json!("$Latest");
+        g.resolved_version = Some("2".into());
+        let ch = plan(&ok(v.clone()), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
+        assert_eq!(
+            ch,
+            Changes::default(),
+            "up to date: no refresh on every run"
+        );
+        g.resolved_version = Some("3".into());
+        let ch = plan(&ok(v), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
+        assert_eq!(ch.refresh, RefreshPlan::Start);
+    }
+
+    #[test]
+    fn auto_rollback_needs_a_numbered_version() {
+        let mut v = base();
+        v["instance_refresh"] = json!({"auto_rollback": true});
+        assert!(task_of(v.clone()).is_ok());
+        v["launch_template"]["version"] = json!("$Latest");
+        let e = task_of(v).err().unwrap_or_default();
+        assert!(
+            e.contains("auto_rollback needs launch_template.version as a number"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn notifications_compare_as_a_set_per_topic() {
+        let mut v = base();
+        v["notification_topic"] = json!("arn:aws:sns:us-east-1:123456789012:t");
+        v["notification_types"] = json!([
+            "autoscaling:EC2_INSTANCE_TERMINATE",
+            "autoscaling:EC2_INSTANCE_LAUNCH"
+        ]);
+        let mut g = existing();
+        g.notifications = Some(BTreeMap::new());
+        let ch = plan(&ok(v.clone()), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
+        assert!(ch.notifications);
+        g.notifications = Some(BTreeMap::from([(
+            "arn:aws:sns:us-east-1:123456789012:t".to_owned(),
+            vec![
+                "autoscaling:EC2_INSTANCE_LAUNCH".to_owned(),
+                "autoscaling:EC2_INSTANCE_TERMINATE".to_owned(),
+            ],
+        )]));
+        let ch = plan(&ok(v), Some(&g)).unwrap_or_else(|f| panic!("{}", f.msg));
+        assert_eq!(ch, Changes::default());
     }
 
     #[test]
@@ -1596,7 +2121,7 @@ mod tests {
         let mut g = existing();
         g.settings.desired_capacity = Some(2);
         g.instances.push(member("i-9", "Pending:Wait", "2"));
-        match instances_progress(&g) {
+        match instances_progress(&g, false) {
             Progress::Waiting(m) => {
                 assert!(m.starts_with("1 of 2 instances"), "{m}");
                 assert!(m.contains("i-9 held in Pending:Wait"), "{m}");
@@ -1604,15 +2129,22 @@ mod tests {
             Progress::Done => panic!("not done"),
         }
         g.instances[1].lifecycle_state = "InService".into();
-        assert_eq!(instances_progress(&g), Progress::Done);
+        assert_eq!(instances_progress(&g, false), Progress::Done);
         // Scaled in to one: not done while the other is still terminating.
         g.settings.desired_capacity = Some(1);
         g.instances[1].lifecycle_state = "Terminating:Wait".into();
         assert!(
-            matches!(instances_progress(&g), Progress::Waiting(m) if m.contains("1 Terminating:Wait"))
+            matches!(instances_progress(&g, false), Progress::Waiting(m) if m.contains("1 Terminating:Wait"))
         );
+        // During a refresh the surplus is the refresh's: done at desired.
+        g.instances[1].lifecycle_state = "InService".into();
+        assert!(matches!(
+            instances_progress(&g, false),
+            Progress::Waiting(_)
+        ));
+        assert_eq!(instances_progress(&g, true), Progress::Done);
         g.instances.pop();
-        assert_eq!(instances_progress(&g), Progress::Done);
+        assert_eq!(instances_progress(&g, false), Progress::Done);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, TagSpecification,
     UserIdGroupPair,
 };
+use craftlb_core::consistency;
 use craftlb_core::error::{Error, sdk_error};
 use craftlb_core::tags::{TagPlan, plan_task_tags};
 use serde::Deserialize;
@@ -1033,15 +1034,36 @@ impl<A: Api> Resource for SecurityGroupResource<A> {
             let p = perms(&mut rc.describe.iter().map(|(r, d)| (r, Some(d.as_str()))));
             calls.push((RuleOp::Describe, egress, p));
         }
+        // A group made a moment ago may be unknown to the next calls (EC2's
+        // eventual consistency): those are asked again for a bounded time -
+        // only for our own new group, as a rule naming another group that
+        // does not exist is a mistake to report at once.
+        let just_made = current.is_none();
+        let ours_not_yet = |e: &Error| {
+            just_made
+                && consistency::GROUP_NOT_FOUND_YET.matches(e)
+                && e.aws()
+                    .and_then(|a| a.message.as_deref())
+                    .is_none_or(|m| m.contains(&id))
+        };
         for (op, egress, p) in calls {
             if !p.is_empty() {
-                api.rules(&id, op, egress, p).await?;
+                consistency::until_consistent_by(
+                    ours_not_yet,
+                    consistency::EC2_PROPAGATION,
+                    || api.rules(&id, op, egress, p.clone()),
+                )
+                .await?;
             }
         }
         if current.is_some() && !ch.tags.is_empty() {
             api.tag(&id, &ch.tags).await?;
         }
-        let found = api.find(Lookup::Id(&id)).await?;
+        let found =
+            consistency::until_consistent_by(ours_not_yet, consistency::EC2_PROPAGATION, || {
+                api.find(Lookup::Id(&id))
+            })
+            .await?;
         found.first().map(group_from).ok_or_else(|| {
             Failure::msg(format!(
                 "security group {id} was written but cannot be read back"
@@ -1050,7 +1072,15 @@ impl<A: Api> Resource for SecurityGroupResource<A> {
     }
 
     async fn delete(api: &A, _t: &Task, g: &Group) -> Result<bool, Failure> {
-        api.delete(&g.id).await?;
+        // Still referenced by what is going away (an instance shutting
+        // down, its network interface): AWS says DependencyViolation until
+        // it is gone.
+        consistency::until_consistent(
+            &[consistency::STILL_REFERENCED],
+            consistency::EC2_PROPAGATION,
+            || api.delete(&g.id),
+        )
+        .await?;
         Ok(true)
     }
 

@@ -15,6 +15,7 @@ pub mod deploy_bundle;
 pub mod doc;
 pub mod driver;
 pub mod ec2;
+pub mod ec2_ami_info;
 pub mod ec2_eip_pool;
 pub mod ec2_launch_template;
 pub mod ec2_security_group;
@@ -35,6 +36,7 @@ pub static MODULES: &[&protocol::Module] = &[
     &autoscaling_group::MODULE,
     &aws_caller_info::MODULE,
     &deploy_bundle::MODULE,
+    &ec2_ami_info::MODULE,
     &ec2_eip_pool::MODULE,
     &ec2_launch_template::MODULE,
     &ec2_security_group::MODULE,

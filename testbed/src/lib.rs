@@ -107,6 +107,10 @@ pub fn ansible_command(tool: &str, library: &Path) -> Command {
         .env("ANSIBLE_NOCOLOR", "1")
         .env("ANSIBLE_LOCAL_TEMP", library.join(".ansible-tmp"))
         .env("ANSIBLE_REMOTE_TEMP", library.join(".ansible-remote"))
+        // Async jobs' files: the wrapper expands `~` from $HOME, async_status
+        // from the user's passwd entry; with another HOME (a fresh machine's)
+        // they looked in two places. One explicit directory for both.
+        .env("ANSIBLE_ASYNC_DIR", library.join(".ansible-async"))
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
@@ -246,9 +250,27 @@ pub fn control(emulator: &Emulator, path: &str) -> serde_json::Value {
 
 /// PUT a control endpoint of the emulator with a JSON body; its JSON answer.
 pub fn control_put(emulator: &Emulator, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    control_send(emulator, "PUT", path, body)
+}
+
+/// POST to a control endpoint of the emulator with a JSON body; its JSON answer.
+pub fn control_post(
+    emulator: &Emulator,
+    path: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    control_send(emulator, "POST", path, body)
+}
+
+fn control_send(
+    emulator: &Emulator,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
     let out = curl(&[
         "-X",
-        "PUT",
+        method,
         "-H",
         "Content-Type: application/json",
         "--data-binary",

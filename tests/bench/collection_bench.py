@@ -18,7 +18,7 @@ from pathlib import Path
 import timed_play
 
 CHECK = {"health_check_name": "bench", "use_unique_names": True, "type": "TCP",
-         "ip_address": "198.51.100.1", "port": 443}
+         "ip_address": "52.94.1.1", "port": 443}
 
 
 def main() -> int:

@@ -41,8 +41,8 @@ def tasks(bootstrap: str, subnet: str, image: str) -> dict[str, tuple[list[dict]
     return {
         "route53_healthcheck": (
             [{"route53_healthcheck": {"name": f"other-{i}", "use_unique_names": True, "type": "TCP",
-                                      "ip_address": f"192.0.2.{i}", "port": 443}} for i in range(N_OTHERS)],
-            {"name": "bench", "use_unique_names": True, "type": "TCP", "ip_address": "198.51.100.1",
+                                      "ip_address": f"52.94.0.{i}", "port": 443}} for i in range(N_OTHERS)],
+            {"name": "bench", "use_unique_names": True, "type": "TCP", "ip_address": "52.94.1.1",
              "port": 443, "tags": {"env": "bench"}},
             ["route53"]),
         "iam_role": (

@@ -1,14 +1,17 @@
 """`make demo`: launch-lb.yml on the embedded emulator, nodes that really serve.
 
-Runs the real `launch-lb.yml -e server_config=<config>` against the emulator,
-then plays each instance's boot: its launch template's user data, run as is
-(it fetches the deploy bundle from the emulated S3 with the AWS CLI, checks
-its SHA-256 and runs deploy.yml), with the node's haproxy on the instance's
-own loopback address (127.0.100.N) instead of its public IP. Requests then
-go where Route 53 says: `loadbalancer.<domain>` is resolved from the
-emulated zone, each record's instance is its node, and real HTTP (Host) and
-TLS (SNI) requests go through it to demo backends. Scales out and in (the
-nodes drain, as their drain timer would make them), then tears down.
+Runs the real `launch-lb.yml -e server_config=<config>` against the emulator
+while playing EC2's part for each new instance: once it runs (held in
+Pending:Wait by its launching hook), its launch template's user data runs as
+is - it fetches the deploy bundle from the emulated S3 with the AWS CLI,
+checks its SHA-256, runs deploy.yml, checks that haproxy answers its health
+endpoint, and completes its own launch - with the node's haproxy on the
+instance's own loopback address (127.0.100.N) instead of its public IP.
+Only then does the group put it in service and the Lambda publish it.
+Requests then go where Route 53 says: `loadbalancer.<domain>` is resolved
+from the emulated zone, each record's instance is its node, and real HTTP
+(Host) and TLS (SNI) requests go through it to demo backends. Scales out and
+in (the nodes drain, as their drain timer would make them), then tears down.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -92,23 +96,40 @@ class Demo:
         groups = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["mylb-asg"])
         return [i for g in groups["AutoScalingGroups"] for i in g["Instances"]]
 
-    def boot_new_nodes(self) -> None:
-        """Boots every InService instance without a node, side by side as EC2 would."""
-        boots = []
-        for inst in self.instances():
-            iid = inst["InstanceId"]
-            if inst["LifecycleState"] != "InService" or iid in self.nodes:
+    def host(self) -> None:
+        """EC2's part: every new instance boots its user data once it runs,
+        side by side, while launch-lb.yml waits for the group."""
+        while not self.stop.wait(0.5):
+            try:
+                held = [i for i in self.instances()
+                        if i["LifecycleState"] == "Pending:Wait" and i["InstanceId"] not in self.nodes]
+                if not held:
+                    continue
+                ids = [i["InstanceId"] for i in held]
+                states = {x["InstanceId"]: x["State"]["Name"] for r in self.aws["ec2"].describe_instances(
+                    InstanceIds=ids)["Reservations"] for x in r["Instances"]}
+            except Exception as e:  # noqa: BLE001 - the emulator is going away at the end
+                if not self.stop.is_set():
+                    print(f"   (host: {e})")
                 continue
-            n = max(self.nodes.values(), default=0) + 1
-            self.nodes[iid] = n
-            boots.append(threading.Thread(target=self.boot, args=(iid, n, inst["LaunchTemplate"])))
-        for b in boots:
-            b.start()
-        for b in boots:
-            b.join()
-        failed = [i for i in self.nodes if not (self.work / "nodes" / i / "booted").exists()]
-        if failed:
-            raise SystemExit(f"user data failed on {', '.join(failed)}")
+            for inst in held:
+                iid = inst["InstanceId"]
+                if states.get(iid) != "running":
+                    continue
+                n = max(self.nodes.values(), default=0) + 1
+                self.nodes[iid] = n
+                threading.Thread(target=self.boot, args=(iid, n, inst["LaunchTemplate"]), daemon=True).start()
+
+    def published(self, timeout: float = 60) -> None:
+        """Waits until every node in service is in the record set (the Lambda
+        publishes it once the group reports it in service)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            serving = {i["InstanceId"] for i in self.instances() if i["LifecycleState"] == "InService"}
+            if {r["SetIdentifier"] for r in self.records()} == serving:
+                return
+            time.sleep(0.5)
+        raise SystemExit("records do not match the instances in service")
 
     def boot(self, iid: str, n: int, template: dict) -> None:
         """The instance's user data, as cloud-init would run it, on 127.0.100.N."""
@@ -133,18 +154,26 @@ class Demo:
         (node / "local.json").write_text(json.dumps(local))
         env = dict(os.environ, PATH=f"{ROOT / '.venv/bin'}:{os.environ['PATH']}",
                    AWS_ENDPOINT_URL=self.endpoint, CRAFTLB_ROOT=str(node / "root"),
-                   CRAFTLB_BOOT_LOG=str(node / "boot.log"),
+                   CRAFTLB_BOOT_LOG=str(node / "boot.log"), CRAFTLB_CONSOLE=str(node / "console.log"),
+                   CRAFTLB_HEALTH_URL=f"http://{addr}:80/craftlb-health",
                    AWS_EC2_METADATA_SERVICE_ENDPOINT=f"{self.endpoint}/_craftlb/imds/{iid}/",
                    CRAFTLB_DEPLOY_ARGS=f"-e @{node / 'local.json'}")
         env.pop("ANSIBLE_CONFIG", None)
         started = time.monotonic()
         out = subprocess.run(["bash", str(node / "user-data.sh")], env=env, check=False)
+        # What EC2 would keep of the console, for GetConsoleOutput.
+        console = node / "console.log"
+        if console.exists():
+            req = urllib.request.Request(f"{self.endpoint}/_craftlb/ec2/console/{iid}", method="PUT",
+                                         data=console.read_bytes())
+            urllib.request.urlopen(req, timeout=10).read()
         if out.returncode != 0:
             print(f"   {iid}: user data failed; the end of {node / 'boot.log'}:")
             print((node / "boot.log").read_text()[-6000:])
             return
         (node / "booted").touch()
-        print(f"   booted {iid} on {addr}: user data ran deploy.yml in {time.monotonic() - started:.1f} s")
+        print(f"   booted {iid} on {addr}: ready (deploy.yml, health 200, launch completed) in "
+              f"{time.monotonic() - started:.1f} s")
         threading.Thread(target=self.drain_watch, args=(iid,), daemon=True).start()
 
     def drain_watch(self, iid: str) -> None:
@@ -247,13 +276,14 @@ def main() -> int:
             raise SystemExit("demo backends did not start")
         extra = demo.setup()
         started = time.monotonic()
+        threading.Thread(target=demo.host, daemon=True).start()
         demo.launch(extra, "launch from nothing")
-        demo.boot_new_nodes()
+        demo.published()
         demo.table()
         demo.requests()
         demo.launch(extra, "the same again (nothing to change)")
         demo.launch(dict(extra, desired_capacity=3), "scale out to 3")
-        demo.boot_new_nodes()
+        demo.published()
         demo.table()
         demo.requests()
         demo.launch(dict(extra, desired_capacity=1), "scale in to 1 (two nodes drain, then go)")

@@ -38,6 +38,7 @@ from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, EmptyResult
 
 import lifecycle
+import notifications
 import settings
 
 
@@ -99,6 +100,9 @@ def delete_auto_scaling_group(self: Any) -> Any:
         ids = [s.instance.id for s in group.instance_states]
         if ids:
             backend.ec2_backend.terminate_instances(ids)
+        for st in group.instance_states:
+            notifications.publish(group, notifications.TERMINATE, st, "Terminating EC2 instance",
+                                  status="Successful")
         group.instance_states = []
         for key in [k for k, h in backend.lifecycle_hooks.items() if h.auto_scaling_group_name == name]:
             backend.lifecycle_hooks.pop(key, None)
@@ -106,6 +110,7 @@ def delete_auto_scaling_group(self: Any) -> Any:
             if r.group is group and r.status in ("Pending", "InProgress"):
                 r.cancel = True
         backend.autoscaling_groups.pop(name, None)
+        notifications.forget_group(str(self.current_account), str(self.region), name)
     return EmptyResult()
 
 
@@ -323,6 +328,7 @@ def _finish_success(r: Refresh) -> None:
             # AWS applies the desired configuration to the group only once
             # the refresh succeeded.
             r.group.launch_template_version = r.target
+            r.group.provided_launch_template_version = r.target
     _end(r, "Successful")
 
 

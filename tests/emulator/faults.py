@@ -110,3 +110,31 @@ class FaultInjector:
         if kind is None and not rule.latency_ms:
             return None
         return Fault(kind=kind, latency_ms=rule.latency_ms, choice=choice)
+
+
+class RateLimit:
+    """AWS's own request rate limit, as a token bucket: Route 53 allows
+    five requests per second per account, shared by every caller
+    ("Quotas", https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/DNSLimitations.html;
+    newer pages describe larger buckets per operation: the stricter figure
+    is kept, so code that copes here copes there). A request beyond it is
+    answered Throttling "Rate exceeded", as a real throttle is."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, float] = {}
+        self._at: dict[str, float] = {}
+
+    def allow(self, key: str, per_second: float, burst: float) -> bool:
+        if per_second <= 0:
+            return True
+        import time
+        with self._lock:
+            now = time.monotonic()
+            tokens = min(burst, self._tokens.get(key, burst) + (now - self._at.get(key, now)) * per_second)
+            self._at[key] = now
+            if tokens < 1:
+                self._tokens[key] = tokens
+                return False
+            self._tokens[key] = tokens - 1
+            return True

@@ -27,6 +27,7 @@ from moto.core.exceptions import ServiceException
 from moto.core.responses import EmptyResult
 from moto.sns.models import sns_backends
 
+import notifications
 import settings
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
@@ -125,6 +126,38 @@ def _start(group: Any, state: Any, transition: str, hook: Any) -> None:
         _ACTIONS[action.token] = action
     # Published after the API call that caused it has answered, as AWS does.
     threading.Thread(target=_publish, args=(action,), daemon=True).start()
+    stand_in = notifications.stand_in_for(group.name) if transition == LAUNCHING else None
+    if stand_in is not None:
+        threading.Thread(target=_stand_in, args=(action, *stand_in), daemon=True).start()
+
+
+def stand_in_now(group: str) -> int:
+    """The stand-in was just set for `group`: launches already held wait
+    for it too (as their nodes would, once they boot). Returns how many."""
+    policy = notifications.stand_in_for(group)
+    if policy is None:
+        return 0
+    with _LOCK:
+        held = [a for a in _ACTIONS.values()
+                if not a.done and a.transition == LAUNCHING and a.group.name == group]
+    for action in held:
+        threading.Thread(target=_stand_in, args=(action, *policy), daemon=True).start()
+    return len(held)
+
+
+def _stand_in(action: Action, result: str, after: float) -> None:
+    """The test's stand-in node: completes the launching action once the
+    instance runs (as a node's user data would), `after` seconds later."""
+    deadline = time.monotonic() + after
+    while True:
+        time.sleep(0.1)
+        with _LOCK:
+            if action.done:
+                return
+            running = action.state.instance._state.name == "running"
+            if running and time.monotonic() >= deadline:
+                _finish(action, result, "stand-in")
+                return
 
 
 def _finish(action: Action, result: str, why: str) -> None:
@@ -136,6 +169,7 @@ def _finish(action: Action, result: str, why: str) -> None:
     group, state = action.group, action.state
     if action.transition == LAUNCHING and result == "CONTINUE":
         state.lifecycle_state = "InService"
+        notifications.publish(group, notifications.LAUNCH, state, "Launching a new EC2 instance")
         return
     # A terminating instance goes whatever the result; an abandoned launch
     # is terminated and replaced.
@@ -143,7 +177,12 @@ def _finish(action: Action, result: str, why: str) -> None:
     group.autoscaling_backend.ec2_backend.terminate_instances([state.instance.id])
     group.instance_states = [s for s in group.instance_states if s is not state]
     if action.transition == LAUNCHING:
+        notifications.publish(group, notifications.LAUNCH_ERROR, state, "Launching a new EC2 instance",
+                              status="Failed")
         group.set_desired_capacity(group.desired_capacity)
+    else:
+        notifications.publish(group, notifications.TERMINATE, state, "Terminating EC2 instance",
+                              status="Successful")
 
 
 def _find(group_name: str, hook_name: str, instance_id: str | None, token: str | None) -> Action:
@@ -169,11 +208,12 @@ def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated
         if id(state) not in before:
             state.craftlb_lt_version = version
     hook = _hook_for(self, LAUNCHING)
-    if hook is None:
-        return
     for state in self.instance_states:
         if id(state) not in before:
-            _start(self, state, LAUNCHING, hook)
+            if hook is None:
+                notifications.publish(self, notifications.LAUNCH, state, "Launching a new EC2 instance")
+            else:
+                _start(self, state, LAUNCHING, hook)
 
 
 def launch_version(group: Any) -> str | None:
@@ -220,7 +260,12 @@ def set_desired_capacity(self: Any, new_capacity: int | None) -> None:
     target = self.min_size if new_capacity is None else new_capacity
     excess = len(self.active_instances()) - (target or 0)
     if hook is None or excess <= 0:
+        before = list(self.instance_states)
         _orig_set_desired(self, new_capacity)
+        for state in before:
+            if state not in self.instance_states:
+                notifications.publish(self, notifications.TERMINATE, state, "Terminating EC2 instance",
+                                      status="Successful")
         return
     self.desired_capacity = target
     candidates = [s for s in self.active_instances() if not s.protected_from_scale_in]

@@ -6,6 +6,7 @@ behaviour it restores.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from typing import Any
 
@@ -36,7 +37,35 @@ def _settings(args: dict[str, Any]) -> dict[str, Any]:
 _orig_create = r53_models.Route53Backend.create_health_check
 
 
+class InvalidInput(Route53ClientError):
+    code = "InvalidInput"
+
+
+# What Route 53 cannot check: "local, private, non-routable, or multicast
+# ranges" (HealthCheckConfig.IPAddress,
+# https://docs.aws.amazon.com/Route53/latest/APIReference/API_HealthCheckConfig.html),
+# the special-use ranges of RFC 5735 / RFC 6598 / RFC 5156.
+_NOT_CHECKABLE = [ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+    "2001:db8::/32", "64:ff9b::/96", "::ffff:0:0/96")]
+
+
+def check_ip(ip: str | None) -> None:
+    if not ip:
+        return
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidInput(f"Invalid IP address: {ip}") from None
+    if any(addr in net for net in _NOT_CHECKABLE if net.version == addr.version):
+        raise InvalidInput(f"IP address {ip} is in a local, private, non-routable, or multicast range: Route 53 "
+                           "cannot check it")
+
+
 def create_health_check(self: Any, caller_reference: str, health_check_args: dict[str, Any]) -> Any:
+    check_ip(health_check_args.get("ip_address"))
     # AWS: same CallerReference + same settings returns the existing check;
     # same reference with other settings, or of a deleted check, is
     # HealthCheckAlreadyExists. moto creates a new check every time.
@@ -59,6 +88,7 @@ _orig_update = r53_models.Route53Backend.update_health_check
 
 
 def update_health_check(self: Any, health_check_id: str, health_check_args: dict[str, Any]) -> Any:
+    check_ip(health_check_args.get("ip_address"))
     # AWS increments HealthCheckVersion on every update; moto keeps 1.
     hc = _orig_update(self, health_check_id, health_check_args)
     hc.health_check_version += 1

@@ -1,10 +1,11 @@
 """Drives a lifecycle scenario on the emulator with boto3 (test tooling).
 
   scenario.py --endpoint URL world --bootstrap PATH [--metadata JSON] [--group G] [--domain D]
-                                  [--private-zone first|last]
+                                  [--private-zone first|last] [--stand-in CONTINUE|ABANDON|none]
   scenario.py --endpoint URL scale --group G --desired N
   scenario.py --endpoint URL wait --group G --in-service N [--timeout S]
   scenario.py --endpoint URL state --group G
+  scenario.py --endpoint URL hook --group G --name H --transition T --metadata JSON
   scenario.py --endpoint URL publish --group G --message TEXT     (to the group's lifecycle topic)
   scenario.py --endpoint URL faults --rules JSON
   scenario.py --endpoint URL eips --pool NAME --count N
@@ -103,16 +104,46 @@ def world(args: argparse.Namespace) -> dict:
     asg.create_auto_scaling_group(AutoScalingGroupName=args.group, MinSize=0, MaxSize=20, DesiredCapacity=0,
                                   LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplate"]["LaunchTemplateId"]},
                                   VPCZoneIdentifier=subnet["SubnetId"], Tags=tags)
+    # As launch-lb.yml makes them: the launching hook holds a new instance
+    # until its node completes the action itself (no notification target);
+    # the terminating hook notifies the Lambda; the group tells the Lambda
+    # when an instance entered service or is gone.
     hooks = () if args.no_hooks else ((f"{args.group}-launching", "autoscaling:EC2_INSTANCE_LAUNCHING", "ABANDON"),
                                        (f"{args.group}-terminating", "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE"))
     for name, transition, default in hooks:
+        launching = transition.endswith("LAUNCHING")
         hook = {"AutoScalingGroupName": args.group, "LifecycleHookName": name, "LifecycleTransition": transition,
-                "NotificationTargetARN": topic, "RoleARN": role, "HeartbeatTimeout": args.heartbeat,
+                "HeartbeatTimeout": args.launch_heartbeat if launching else args.heartbeat,
                 "DefaultResult": default}
+        if transition.endswith("TERMINATING"):
+            hook.update(NotificationTargetARN=topic, RoleARN=role)
         if args.metadata:
             hook["NotificationMetadata"] = args.metadata
         asg.put_lifecycle_hook(**hook)
+    asg.put_notification_configuration(AutoScalingGroupName=args.group, TopicARN=topic,
+                                       NotificationTypes=["autoscaling:EC2_INSTANCE_LAUNCH",
+                                                          "autoscaling:EC2_INSTANCE_TERMINATE"])
+    if not args.no_hooks and args.stand_in != "none":
+        # No node boots in these tests: the emulator completes each launch
+        # as a node that became ready would.
+        stand_in(args, args.group, args.stand_in)
     return {"zone_id": zone_id, "private_zone_id": private_zone_id, "topic": topic, "function": fn}
+
+
+def stand_in(args: argparse.Namespace, group: str, result: str | None) -> dict:
+    import urllib.request
+    body = json.dumps({"group": group, "result": result, "after_seconds": 0}).encode()
+    req = urllib.request.Request(f"{args.endpoint}/_craftlb/autoscaling/stand-in", method="POST", data=body)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def hook(args: argparse.Namespace) -> dict:
+    """Sets a hook's metadata (the hook keeps the rest: AWS's update)."""
+    client(args, "autoscaling").put_lifecycle_hook(
+        AutoScalingGroupName=args.group, LifecycleHookName=args.name, LifecycleTransition=args.transition,
+        NotificationMetadata=args.metadata)
+    return {"hook": args.name}
 
 
 def publish(args: argparse.Namespace) -> dict:
@@ -148,11 +179,11 @@ def tamper(args: argparse.Namespace) -> dict:
     prefix = hashlib.sha256(lost["Name"].lower().encode()).hexdigest()[:8]
     check = r53.create_health_check(
         CallerReference=f"craftlb-lc-{prefix}-{gone}-00000000",
-        HealthCheckConfig={"Type": "TCP", "IPAddress": "192.0.2.250", "Port": 443})["HealthCheck"]["Id"]
+        HealthCheckConfig={"Type": "TCP", "IPAddress": "52.94.0.250", "Port": 443})["HealthCheck"]["Id"]
     r53.change_tags_for_resource(ResourceType="healthcheck", ResourceId=check, AddTags=[
         {"Key": "craftlb:group", "Value": args.group}, {"Key": "craftlb:instance-id", "Value": gone}])
     stale = {"Name": lost["Name"], "Type": "A", "SetIdentifier": gone, "Weight": 1, "TTL": 60,
-             "ResourceRecords": [{"Value": "192.0.2.250"}], "HealthCheckId": check}
+             "ResourceRecords": [{"Value": "52.94.0.250"}], "HealthCheckId": check}
     r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
         {"Action": "DELETE", "ResourceRecordSet": lost}, {"Action": "CREATE", "ResourceRecordSet": stale}]})
     return {"lost": lost["SetIdentifier"], "stale": stale["SetIdentifier"], "stale_check": check}
@@ -184,6 +215,9 @@ def associate(args: argparse.Namespace) -> dict:
             if "AssociationId" not in a]
     image = ec2.describe_images()["Images"][0]["ImageId"]
     instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.nano")["Instances"][0]
+    # As on AWS, a pending instance cannot take an address yet: wait until it runs.
+    ec2.get_waiter("instance_running").wait(InstanceIds=[instance["InstanceId"]],
+                                            WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     ec2.associate_address(AllocationId=free[0]["AllocationId"], InstanceId=instance["InstanceId"])
     return {"instance_id": instance["InstanceId"], "public_ip": free[0]["PublicIp"]}
 
@@ -312,10 +346,15 @@ def main() -> int:
     w.add_argument("--private-zone", choices=["first", "last"],
                    help="also a private zone of the same name, created before or after the public one")
     w.add_argument("--metadata")
-    w.add_argument("--heartbeat", type=int, default=60)
+    w.add_argument("--heartbeat", type=int, default=60, help="the terminating hook's heartbeat timeout")
+    # A node's boot takes minutes on AWS (the role's default is 900 s); the
+    # stand-in completes within seconds of `running`.
+    w.add_argument("--launch-heartbeat", type=int, default=60, help="the launching hook's heartbeat timeout")
     w.add_argument("--no-public-ip", action="store_true")
     w.add_argument("--no-hooks", action="store_true", help="no lifecycle hooks: instances go InService at once")
     w.add_argument("--subnet-cidr", help="launch into a new VPC/subnet with this CIDR (e.g. 127.77.0.0/24)")
+    w.add_argument("--stand-in", default="CONTINUE", choices=["CONTINUE", "ABANDON", "none"],
+                   help="how the emulator completes launches in place of a node (none: a real node will)")
     s = sub.add_parser("scale")
     s.add_argument("--group", default="mylb-asg")
     s.add_argument("--desired", type=int, required=True)
@@ -325,6 +364,11 @@ def main() -> int:
     wt.add_argument("--timeout", type=float, default=60)
     st = sub.add_parser("state")
     st.add_argument("--group", default="mylb-asg")
+    hk = sub.add_parser("hook")
+    hk.add_argument("--group", default="mylb-asg")
+    hk.add_argument("--name", required=True)
+    hk.add_argument("--transition", required=True)
+    hk.add_argument("--metadata", required=True)
     p = sub.add_parser("publish")
     p.add_argument("--group", default="mylb-asg")
     p.add_argument("--message", required=True)
@@ -357,7 +401,7 @@ def main() -> int:
     tm = sub.add_parser("terminate")
     tm.add_argument("--instance", required=True)
     args = ap.parse_args()
-    commands = {"zone": zone, "inventory": inventory, "world": world, "scale": scale, "wait": wait, "state": state, "publish": publish,
+    commands = {"zone": zone, "inventory": inventory, "world": world, "hook": hook, "scale": scale, "wait": wait, "state": state, "publish": publish,
                 "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper,
                 "terminate": terminate, "iam-role": iam_role, "network": network,
                 "complete": complete, "associate": associate,

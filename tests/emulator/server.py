@@ -18,7 +18,12 @@ Additions over stock moto (each marked where it is implemented):
   notify their SNS target, and CompleteLifecycleAction / heartbeats /
   timeouts move them on (lifecycle.py),
 - Auto Scaling: hooks given at group creation, ForceDelete, instance
-  refreshes that launch before they terminate (asg_fixes.py),
+  refreshes at the pace of their preferences, with rollback (asg_fixes.py),
+  group notifications (EC2_INSTANCE_LAUNCH, ...) and a stand-in node
+  (notifications.py),
+- EC2 and Route 53 as AWS times them: instances pending before running,
+  new resources not yet visible, Route 53's request rate and the addresses
+  it refuses to check (ec2_fixes.py, route53_fixes.py, faults.py),
 - SNS -> Lambda delivery running the function's own bootstrap through a
   local Lambda Runtime API (lambda_runner.py),
 - Lambda's asynchronous states (Pending after create, LastUpdateStatus
@@ -39,6 +44,8 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   GET    /_craftlb/autoscaling/actions     -> lifecycle actions and how they ended
   GET    /_craftlb/autoscaling/hooks[?group=G] -> every lifecycle hook (all accounts and regions)
   GET    /_craftlb/autoscaling/refreshes   -> every instance refresh and how it ended
+  POST   /_craftlb/autoscaling/stand-in {"group": G, "result": "CONTINUE", "after_seconds": 0}
+                                            -> complete G's launching actions as a ready node would
   POST   /_craftlb/sns/confirm[?endpoint=E] -> confirm pending SNS subscriptions (the endpoint's part)
   PUT    /_craftlb/settings {"lambda_state_seconds": 1.5, "iam_propagation_seconds": 3, "validate": "enforce"}
                                             -> AWS's behaviours and delays here (settings.py); validate:
@@ -48,6 +55,7 @@ Control API (plain HTTP, JSON), under /_craftlb/:
   PUT/GET /_craftlb/imds/<instance-id>/latest/...  -> IMDSv2 of that instance (imds.py)
   POST   /_craftlb/lambda/invoke/NAME      -> run function NAME (us-east-1) on the JSON body, wait, return the run
   POST   /_craftlb/lambda/settle           -> end every function's Pending / InProgress window now
+  PUT    /_craftlb/ec2/console/<instance-id>  (text) -> what GetConsoleOutput answers for it
 """
 
 from __future__ import annotations
@@ -86,11 +94,12 @@ import imds  # noqa: E402  (per-instance IMDSv2)
 import lambda_runner  # noqa: E402  (runs SNS-delivered functions' bootstrap locally)
 import lambda_states  # noqa: E402  (Lambda's Pending/InProgress states, config fields, policy principals)
 import lifecycle  # noqa: E402  (lifecycle hooks that hold instances)
+import notifications  # noqa: E402  (group notifications; the stand-in node)
 import asg_fixes  # noqa: E402  (hooks at group creation, ForceDelete, instance refreshes; after lifecycle)
 import route53_fixes  # noqa: E402  (patches moto's Route 53 on import)
 import settings as settings_mod  # noqa: E402  (the AWS-behaviour switches)
 import sns_fixes  # noqa: E402  (subscriptions pending confirmation)
-from faults import FaultInjector, render_error  # noqa: E402
+from faults import FaultInjector, RateLimit, render_error  # noqa: E402
 from validation import MODES, Validator, loggable  # noqa: E402
 
 
@@ -101,6 +110,7 @@ class State:
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.faults = FaultInjector()
+        self.rate = RateLimit()
         self.validator = Validator(os.environ.get("CRAFTLB_EMULATOR_VALIDATE", "enforce"),
                                    os.environ.get("CRAFTLB_EMULATOR_REFUSALS"))
 
@@ -134,6 +144,17 @@ def _install_call_hook() -> None:
             STATE.log({"service": service, "operation": operation, "status": status, "fault": fault.kind,
                        "agent": caller})
             return status, headers, body
+        # AWS's behaviours apply to craftlb's code (the Rust SDK); the
+        # tests' own drivers (boto3) only look, and must not be perturbed.
+        ours = caller.startswith("aws-sdk-rust")
+        account = _account_of(self)
+        if ours and service == "route53" and not STATE.rate.allow(
+                f"route53:{account}", settings_mod.get("route53_requests_per_second"),
+                settings_mod.get("route53_requests_per_second")):
+            status, headers, body = render_error(service, "Throttling", 400, "Rate exceeded")
+            STATE.log({"service": service, "operation": operation, "status": status, "fault": "rate-limit",
+                       "agent": caller})
+            return status, headers, body
         refused, params = STATE.validator.validate(service, operation, self, caller)
         shown = loggable(params) if params is not None else None
         if refused:
@@ -141,6 +162,13 @@ def _install_call_hook() -> None:
             STATE.log({"service": service, "operation": operation, "status": status, "fault": "validation",
                        "agent": caller, "code": code, "message": message, "params": shown})
             return render_error(service, code, status, message)
+        hidden = ec2_fixes.not_visible_yet(params) if ours and service == "ec2" else None
+        if hidden:
+            code, message = hidden
+            status, headers, body = render_error(service, code, 400, message)
+            STATE.log({"service": service, "operation": operation, "status": status, "fault": "not-visible-yet",
+                       "agent": caller, "code": code, "params": shown})
+            return status, headers, body
         started = time.monotonic()
         status, headers, body = original(self)
         STATE.log({"service": service, "operation": operation, "status": int(status), "fault": None,
@@ -196,6 +224,13 @@ class _S3Request:
         if len(parts) > 1 and parts[1]:
             from urllib.parse import unquote
             self.uri_match["Key"] = unquote(parts[1])
+
+
+def _account_of(response: Any) -> str:
+    try:
+        return str(response.current_account)
+    except Exception:  # noqa: BLE001 - before moto resolved it: the default account
+        return "123456789012"
 
 
 _S3_SUBRESOURCES = {"tagging": "BucketTagging", "publicAccessBlock": "PublicAccessBlock"}
@@ -270,6 +305,9 @@ class App:
             except ValueError as e:
                 return reply({"error": f"payload is not JSON: {e}"}, 400)
             return reply(lambda_runner.invoke_sync("123456789012", "us-east-1", name, payload))
+        if req.method == "PUT" and req.path.startswith("/_craftlb/ec2/console/"):
+            ec2_fixes.set_console(req.path.rsplit("/", 1)[-1], req.get_data(as_text=True))
+            return reply({"ok": True})
         if route == ("POST", "/_craftlb/lambda/settle"):
             return reply({"settled": lambda_states.settle()})
         if route == ("GET", "/_craftlb/autoscaling/actions"):
@@ -295,6 +333,15 @@ class App:
             return reply(sns_fixes.confirm(req.args.get("endpoint")))
         if route == ("GET", "/_craftlb/autoscaling/hooks"):
             return reply(lifecycle.hooks(req.args.get("group")))
+        if route == ("POST", "/_craftlb/autoscaling/stand-in"):
+            try:
+                body = json.loads(req.get_data(as_text=True) or "{}")
+                answer = notifications.stand_in(body["group"], body.get("result", "CONTINUE"),
+                                                body.get("after_seconds", 0))
+                lifecycle.stand_in_now(body["group"])
+                return reply(answer)
+            except (ValueError, TypeError, KeyError) as e:
+                return reply({"error": f"bad stand-in request: {e}"}, 400)
         if route == ("GET", "/_craftlb/autoscaling/refreshes"):
             return reply(asg_fixes.refreshes())
         return reply({"error": f"no such control endpoint: {req.method} {req.path}"}, 404)

@@ -18,6 +18,15 @@ GET /_craftlb/settings shows them all.
   hour ... If the problem persists after an hour, the operation fails"
   (https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-overview.html);
   shorter here so a test sees it.
+- ec2_pending_seconds: how long a new instance is `pending`, without a
+  public address, refused by AssociateAddress (ec2_fixes.py).
+- ec2_visibility_seconds: how long a new instance or security group is
+  unknown to calls that name it (InvalidInstanceID.NotFound /
+  InvalidGroup.NotFound: EC2's eventual consistency, ec2_fixes.py).
+- route53_requests_per_second: Route 53's request rate limit per account
+  (faults.RateLimit); 0 turns it off.
+The EC2 windows and the Route 53 rate apply to craftlb's own calls (the
+Rust SDK), not to the tests' boto3 drivers, which only look.
 - validate: requests checked against AWS's service models: "enforce",
   "report" or "off" (validation.py; the validator keeps the mode itself).
 """
@@ -34,6 +43,9 @@ _DEFAULTS: dict[str, float] = {
     "lambda_state_seconds": 1.5,
     "iam_propagation_seconds": 3.0,
     "refresh_stall_seconds": 60.0,
+    "ec2_pending_seconds": 2.0,
+    "ec2_visibility_seconds": 1.0,
+    "route53_requests_per_second": 5.0,
 }
 
 

@@ -229,6 +229,7 @@ fn aws_module_examples_run_as_written() {
         "asg_lifecycle_hook",
         "autoscaling_group",
         "aws_caller_info",
+        "ec2_ami_info",
         "ec2_eip_pool",
         "ec2_launch_template",
         "ec2_security_group",
@@ -295,6 +296,15 @@ fn aws_module_examples_run_as_written() {
             (want_changed, want_writes.to_vec()),
             "{name} EXAMPLES: (changed tasks, AWS writes in order)"
         );
+        if name == "ec2_ami_info" {
+            // The emulator has Amazon Linux 2023 images: one was found.
+            let text = String::from_utf8_lossy(&out.stdout);
+            // (The callback prints YAML or JSON, depending on the config.)
+            assert!(
+                text.contains("\"msg\": \"ami-") || text.contains("msg: ami-"),
+                "{text}"
+            );
+        }
         if name == "route53_healthcheck" {
             let checks = support::control(&emu, "/_craftlb/route53/healthchecks");
             // The named check was removed by the last example; the HTTPS one stays.
@@ -351,17 +361,19 @@ fn expected_example_effects(name: &str) -> (u64, &'static [&'static str]) {
                 "DeleteLifecycleHook",
             ],
         ),
-        // The template; the group with its hooks in one create; delete.
+        // The template; the group with its hooks in one create; scaled to
+        // zero through its hooks, then deleted.
         "autoscaling_group" => (
             3,
             &[
                 "CreateLaunchTemplate",
                 "CreateAutoScalingGroup",
+                "UpdateAutoScalingGroup",
                 "DeleteAutoScalingGroup",
             ],
         ),
         // Read-only modules.
-        "aws_caller_info" | "ec2_vpc_subnet_info" => (0, &[]),
+        "aws_caller_info" | "ec2_ami_info" | "ec2_vpc_subnet_info" => (0, &[]),
         // Two addresses in, two out.
         "ec2_eip_pool" => (
             2,

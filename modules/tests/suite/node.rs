@@ -291,8 +291,14 @@ fn two_nodes_replicate_stickiness_and_follow_the_group() {
                       "master_pidfile": a.path("run/haproxy.pid"), "endpoint_url": emu.url});
     scenario(&emu, &["scale", "--group", "peers-asg", "--desired", "3"]);
     let got = scenario(&emu, &["wait", "--group", "peers-asg", "--in-service", "3"]);
-    let (ok, res) = a.update_peers(args.clone(), Some(&a.imds(&emu)));
-    assert!(ok, "{res}");
+    // EC2 may not know an instance launched a second ago (eventual
+    // consistency; the emulator answers so): a run then leaves it out and
+    // the next run (the node's timer) adds it.
+    let res = wait_for("update_peers to see the third instance", 15, || {
+        let (ok, res) = a.update_peers(args.clone(), Some(&a.imds(&emu)));
+        assert!(ok, "{res}");
+        (res["peers"].as_array().map(Vec::len) == Some(3)).then_some(res)
+    });
     assert_eq!(res["changed"], true, "{res}");
     assert_eq!(res["reloaded"], true, "{res}");
     assert_eq!(res["peers"].as_array().map(Vec::len), Some(3), "{res}");
@@ -674,44 +680,67 @@ struct Sample {
 }
 
 /// A client on its own thread: every 50 ms, the health endpoint and one
-/// request on a new connection, each timestamped.
+/// request on a new connection, each timestamped. The samples are shared so
+/// the test can wait on what this client saw rather than on a look of its own
+/// (which could see the close before the prober's next sample does).
 struct Prober {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<Sample>>,
+    samples: std::sync::Arc<std::sync::Mutex<Vec<Sample>>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Prober {
     fn start(health: &str, url: &str, host: &str) -> Prober {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, health, url, host) = (
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, out, health, url, host) = (
             stop.clone(),
+            samples.clone(),
             health.to_owned(),
             url.to_owned(),
             host.to_owned(),
         );
         let thread = std::thread::spawn(move || {
-            let mut out = Vec::new();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let at = Instant::now();
                 let status = http_status(&health);
                 let (code, body) = try_get(&url, &host);
-                out.push(Sample {
+                let sample = Sample {
                     at,
                     health: status,
                     served: code == Some(0) && !body.is_empty(),
-                });
+                };
+                out.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(sample);
                 std::thread::sleep(Duration::from_millis(50));
             }
-            out
         });
-        Prober { stop, thread }
+        Prober {
+            stop,
+            samples,
+            thread,
+        }
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn stop(self) -> Vec<Sample> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread
             .join()
-            .unwrap_or_else(|_| panic!("the prober thread panicked"))
+            .unwrap_or_else(|_| panic!("the prober thread panicked"));
+        std::mem::take(
+            &mut *self
+                .samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -863,15 +892,25 @@ fn scale_in_fails_health_then_closes_survives_reloads_and_waits_for_every_proces
     // 2. Closed to new connections, no sooner than TTL (2 s) + margin (1 s)
     // after the health check failed, and serving until then: as the client
     // saw it, not as the drain reports it.
-    wait_for("the node to refuse new connections", 20, || {
-        (try_get(&url, "app.example.com").0 != Some(0)).then_some(())
-    });
+    wait_for(
+        "the prober to see the node refuse new connections",
+        20,
+        || {
+            let seen = prober.samples();
+            seen.iter()
+                .skip_while(|s| s.health != "503")
+                .any(|s| !s.served)
+                .then_some(())
+        },
+    );
     let samples = prober.stop();
     let first_503 = samples
         .iter()
         .position(|s| s.health == "503")
         .filter(|&i| i > 0)
-        .unwrap_or_else(|| panic!("the prober did not see the health check go from 200 to 503: {samples:?}"));
+        .unwrap_or_else(|| {
+            panic!("the prober did not see the health check go from 200 to 503: {samples:?}")
+        });
     let failed_at = samples[first_503].at;
     // The check failed somewhere between the sample before and this one.
     let uncertainty = failed_at.duration_since(samples[first_503 - 1].at);
