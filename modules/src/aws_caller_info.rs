@@ -60,10 +60,5 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
         "user_id".into(),
         Value::from(who.user_id().unwrap_or_default()),
     );
-    Ok(Response {
-        changed: false,
-        data,
-        diff: None,
-        warnings: Vec::new(),
-    })
+    Ok(Response::unchanged(data))
 }

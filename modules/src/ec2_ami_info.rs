@@ -124,12 +124,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
         "images".into(),
         Value::from(images.iter().map(describe).collect::<Vec<_>>()),
     );
-    Ok(Response {
-        changed: false,
-        data,
-        diff: None,
-        warnings: Vec::new(),
-    })
+    Ok(Response::unchanged(data))
 }
 
 #[cfg(test)]

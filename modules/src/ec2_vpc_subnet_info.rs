@@ -119,12 +119,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
         "subnets".into(),
         Value::from(subnets.into_iter().map(describe).collect::<Vec<_>>()),
     );
-    Ok(Response {
-        changed: false,
-        data,
-        diff: None,
-        warnings: Vec::new(),
-    })
+    Ok(Response::unchanged(data))
 }
 
 #[cfg(test)]

@@ -771,6 +771,17 @@ pub struct Response {
     pub warnings: Vec<String>,
 }
 
+impl Response {
+    /// What an info module (or a run that found nothing to do) returns:
+    /// no change, these keys.
+    pub fn unchanged(data: Map<String, Value>) -> Response {
+        Response {
+            data,
+            ..Response::default()
+        }
+    }
+}
+
 /// A module failure: `msg` plus any structured detail (for AWS errors, the
 /// operation, error code and request id).
 #[derive(Debug, PartialEq)]

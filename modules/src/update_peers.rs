@@ -371,12 +371,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
                     "target_lifecycle_state".into(),
                     state.map_or(Value::Null, Value::from),
                 );
-                return Ok(Response {
-                    changed: false,
-                    data,
-                    diff: None,
-                    warnings: vec![],
-                });
+                return Ok(Response::unchanged(data));
             }
             let config = craftlb_core::aws::sdk_config(&t.connection.aws_params(), None).await?;
             let api = GroupApi::new(&config);

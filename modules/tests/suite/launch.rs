@@ -342,6 +342,43 @@ fn bad_configurations_fail_before_any_write_naming_the_key() {
             ]}),
             "a.example.test (mappings one, two)",
         ),
+        (
+            // The role's argument spec, checked on the controller: on the
+            // nodes it would fail every deploy of the roll.
+            "a typo in a mapping's key",
+            w.config("key-typo", |_| {}),
+            json!({"lb_mappings": [
+                {"name": "one", "domains": ["a.example.test"], "servers": ["10.0.0.1"], "chek_path": "/"},
+            ]}),
+            "chek_path",
+        ),
+        (
+            "a tcp mapping on the peer port",
+            w.config("port-clash", |_| {}),
+            json!({"lb_mappings": [
+                {"name": "one", "domains": ["a.example.test"], "servers": ["10.0.0.1"]},
+                {"name": "pg", "mode": "tcp", "frontend_port": 7777, "port": 5432, "servers": ["10.0.0.2"]},
+            ]}),
+            "port 7777: stick-table replication (loadbalancer_peer_port) and mapping pg",
+        ),
+        (
+            "two tcp mappings on one port",
+            w.config("port-twice", |_| {}),
+            json!({"lb_mappings": [
+                {"name": "one", "domains": ["a.example.test"], "servers": ["10.0.0.1"]},
+                {"name": "pg", "mode": "tcp", "frontend_port": 5432, "port": 5432, "servers": ["10.0.0.2"]},
+                {"name": "pg2", "mode": "tcp", "frontend_port": 5432, "port": 5433, "servers": ["10.0.0.3"]},
+            ]}),
+            "port 5432: mapping pg (frontend_port) and mapping pg2",
+        ),
+        (
+            // 32 characters (the most server_name takes) + "-craftlb-" +
+            // account + region: 68 characters in ap-southeast-2, over S3's 63.
+            "a bundle bucket name S3 refuses",
+            w.config("long-name", |_| {}),
+            json!({"server_name": "a-load-balancer-with-a-long-name", "region": "ap-southeast-2"}),
+            "shorten server_name",
+        ),
     ];
     w.writes();
     for (what, config, extra, says) in cases {
