@@ -80,6 +80,16 @@ class Problem:
         return f"Value {_show(self.value)} at '{self.path}' failed to satisfy constraint: {self.constraint}"
 
 
+def _bounds(meta: dict[str, Any], n: Any, what: str, path: str, value: Any, member: str) -> list[Problem]:
+    """A length or value outside the model's min/max, in AWS's words."""
+    out = []
+    if "min" in meta and n < meta["min"]:
+        out.append(Problem(path, value, f"Member must have {what} greater than or equal to {meta['min']}", member))
+    if "max" in meta and n > meta["max"]:
+        out.append(Problem(path, value, f"Member must have {what} less than or equal to {meta['max']}", member))
+    return out
+
+
 def check(shape: Any, value: Any, path: str = "", member: str = "") -> list[Problem]:
     """Every constraint of `shape` that `value` breaks."""
     out: list[Problem] = []
@@ -99,12 +109,7 @@ def check(shape: Any, value: Any, path: str = "", member: str = "") -> list[Prob
     if kind in ("string", "blob"):
         text = value if isinstance(value, (str, bytes)) else str(value)
         n = len(text)
-        if "min" in meta and n < meta["min"]:
-            out.append(Problem(path, value, f"Member must have length greater than or equal to {meta['min']}",
-                               member))
-        if "max" in meta and n > meta["max"]:
-            out.append(Problem(path, value, f"Member must have length less than or equal to {meta['max']}",
-                               member))
+        out.extend(_bounds(meta, n, "length", path, value, member))
         if kind == "string" and shape.enum and text not in shape.enum:
             out.append(Problem(path, value, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]",
                                member))
@@ -114,27 +119,15 @@ def check(shape: Any, value: Any, path: str = "", member: str = "") -> list[Prob
             out.append(Problem(path, value, f"Member must satisfy regular expression pattern: {pattern}", member))
         return out
     if kind in ("integer", "long", "float", "double"):
-        if "min" in meta and value < meta["min"]:
-            out.append(Problem(path, value, f"Member must have value greater than or equal to {meta['min']}",
-                               member))
-        if "max" in meta and value > meta["max"]:
-            out.append(Problem(path, value, f"Member must have value less than or equal to {meta['max']}",
-                               member))
-        return out
+        return _bounds(meta, value, "value", path, value, member)
     if kind == "list" and isinstance(value, list):
-        if "min" in meta and len(value) < meta["min"]:
-            out.append(Problem(path, value, f"Member must have length greater than or equal to {meta['min']}",
-                               member))
-        if "max" in meta and len(value) > meta["max"]:
-            out.append(Problem(path, value, f"Member must have length less than or equal to {meta['max']}",
-                               member))
+        out.extend(_bounds(meta, len(value), "length", path, value, member))
         for i, item in enumerate(value, 1):
             out.extend(check(shape.member, item, f"{path}.{i}.member", member))
         return out
     if kind == "map" and isinstance(value, dict):
-        if "max" in meta and len(value) > meta["max"]:
-            out.append(Problem(path, value, f"Member must have length less than or equal to {meta['max']}",
-                               member))
+        out.extend(_bounds({"max": meta["max"]} if "max" in meta else {}, len(value), "length", path, value,
+                           member))
         for k, v in value.items():
             out.extend(check(shape.key, k, f"{path}.key", member))
             out.extend(check(shape.value, v, f"{path}.{k}.member", member))
