@@ -12,6 +12,11 @@ Requests then go where Route 53 says: `loadbalancer.<domain>` is resolved
 from the emulated zone, each record's instance is its node, and real HTTP
 (Host) and TLS (SNI) requests go through it to demo backends. Scales out and
 in (the nodes drain, as their drain timer would make them), then tears down.
+
+`--host-only` plays only EC2's part (boot every new instance of --group on
+<--net>.N, drain it when it is to be terminated, stop its haproxy once it is
+gone) until SIGTERM: `make test`'s boot test drives launch-lb.yml itself and
+runs this beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import base64
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -30,6 +36,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -47,11 +54,14 @@ DEMO_MAPPINGS = [
 
 
 class Demo:
-    def __init__(self, endpoint: str, work: Path, config: str) -> None:
-        self.endpoint, self.work, self.config = endpoint, work, config
+    def __init__(self, endpoint: str, work: Path, config: str, group: str = "mylb-asg",
+                 net: str = "127.0.100") -> None:
+        self.endpoint, self.work, self.config, self.group, self.net = endpoint, work, config, group, net
         self.aws = {s: boto3.client(s, endpoint_url=endpoint, region_name=REGION)
                     for s in ("autoscaling", "ec2", "route53")}
-        self.nodes: dict[str, int] = {}  # instance id -> N of 127.0.100.N
+        self.nodes: dict[str, int] = {}  # instance id -> N of <net>.N
+        self.booted = 0  # N of the last node: addresses are never reused
+        self.boots: list[subprocess.Popen] = []
         self.stop = threading.Event()
 
     # -- the emulated account --------------------------------------------------
@@ -93,14 +103,16 @@ class Demo:
 
     # -- the nodes -------------------------------------------------------------
     def instances(self) -> list[dict]:
-        groups = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["mylb-asg"])
+        groups = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=[self.group])
         return [i for g in groups["AutoScalingGroups"] for i in g["Instances"]]
 
     def host(self) -> None:
         """EC2's part: every new instance boots its user data once it runs,
-        side by side, while launch-lb.yml waits for the group."""
+        side by side, while launch-lb.yml waits for the group; the haproxy of
+        an instance that is gone stops, as the instance would."""
         while not self.stop.wait(0.5):
             try:
+                self.stop_gone_nodes()
                 held = [i for i in self.instances()
                         if i["LifecycleState"] == "Pending:Wait" and i["InstanceId"] not in self.nodes]
                 if not held:
@@ -116,8 +128,8 @@ class Demo:
                 iid = inst["InstanceId"]
                 if states.get(iid) != "running":
                     continue
-                n = max(self.nodes.values(), default=0) + 1
-                self.nodes[iid] = n
+                self.booted += 1
+                n = self.nodes[iid] = self.booted
                 threading.Thread(target=self.boot, args=(iid, n, inst["LaunchTemplate"]), daemon=True).start()
 
     def published(self, timeout: float = 60) -> None:
@@ -132,14 +144,15 @@ class Demo:
         raise SystemExit("records do not match the instances in service")
 
     def boot(self, iid: str, n: int, template: dict) -> None:
-        """The instance's user data, as cloud-init would run it, on 127.0.100.N."""
+        """The instance's user data, as cloud-init would run it, on <net>.N."""
         version = self.aws["ec2"].describe_launch_template_versions(
             LaunchTemplateId=template["LaunchTemplateId"], Versions=[template["Version"]])
         user_data = base64.b64decode(version["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"])
         node = self.work / "nodes" / iid
         node.mkdir(parents=True)
         (node / "user-data.sh").write_bytes(user_data)
-        addr = f"127.0.100.{n}"
+        addr = f"{self.net}.{n}"
+        (node / "address").write_text(addr)
         # Where this machine differs from an instance: paths, addresses, no systemd.
         local = {
             "loadbalancer_service_manager": "process",
@@ -160,14 +173,17 @@ class Demo:
                    CRAFTLB_DEPLOY_ARGS=f"-e @{node / 'local.json'}")
         env.pop("ANSIBLE_CONFIG", None)
         started = time.monotonic()
-        out = subprocess.run(["bash", str(node / "user-data.sh")], env=env, check=False)
+        # Its own session: shutdown() stops a boot still running, Ansible and all.
+        proc = subprocess.Popen(["bash", str(node / "user-data.sh")], env=env, start_new_session=True)
+        self.boots.append(proc)
+        returncode = proc.wait()
         # What EC2 would keep of the console, for GetConsoleOutput.
         console = node / "console.log"
         if console.exists():
             req = urllib.request.Request(f"{self.endpoint}/_craftlb/ec2/console/{iid}", method="PUT",
                                          data=console.read_bytes())
             urllib.request.urlopen(req, timeout=10).read()
-        if out.returncode != 0:
+        if returncode != 0:
             print(f"   {iid}: user data failed; the end of {node / 'boot.log'}:")
             print((node / "boot.log").read_text()[-6000:])
             return
@@ -175,6 +191,17 @@ class Demo:
         print(f"   booted {iid} on {addr}: ready (deploy.yml, health 200, launch completed) in "
               f"{time.monotonic() - started:.1f} s")
         threading.Thread(target=self.drain_watch, args=(iid,), daemon=True).start()
+
+    @staticmethod
+    def dns_margin(node: Path) -> int:
+        """loadbalancer_drain_dns_margin as the node's deploy has it: the
+        launch's node vars in the bundle, else the role's default."""
+        bundle = node / "root/bundle"
+        for source in (bundle / "deploy-vars.yml", bundle / "roles/loadbalancer/defaults/main.yml"):
+            found = (yaml.safe_load(source.read_text()) or {}).get("loadbalancer_drain_dns_margin")
+            if found is not None:
+                return int(found)
+        raise SystemExit(f"no loadbalancer_drain_dns_margin in {bundle}")
 
     def drain_watch(self, iid: str) -> None:
         """The node's drain timer: update_peers with drain_only (IMDS reads until
@@ -188,7 +215,7 @@ class Demo:
             "master_socket": f"{node}/run/master.sock",
             "drain_health_acl": f"{node}/etc/craftlb-drain-health.acl",
             "drain_closed_acl": f"{node}/etc/craftlb-drain-closed.acl",
-            "drain_dns_margin": 2, "endpoint_url": self.endpoint, "region": REGION}))
+            "drain_dns_margin": self.dns_margin(node), "endpoint_url": self.endpoint, "region": REGION}))
         env = dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=f"{self.endpoint}/_craftlb/imds/{iid}/")
         while not self.stop.wait(1):
             run = subprocess.run([str(node / "opt/bin/update_peers"), str(args)], env=env,
@@ -209,7 +236,19 @@ class Demo:
             pidfile = self.work / "nodes" / iid / "run/haproxy.pid"
             if pidfile.exists():
                 subprocess.run(["kill", pidfile.read_text().split()[0]], check=False)
-            del self.nodes[iid]
+            self.nodes.pop(iid, None)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        for proc in self.boots:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for iid in list(self.nodes):
+            pidfile = self.work / "nodes" / iid / "run/haproxy.pid"
+            if pidfile.exists():
+                subprocess.run(["kill", pidfile.read_text().split()[0]], check=False)
+        # Old workers of reloaded nodes too: every haproxy this run started.
+        subprocess.run(["pkill", "-f", f"haproxy .*{self.work}/nodes/"], check=False)
 
     # -- what a client sees ----------------------------------------------------
     def records(self) -> list[dict]:
@@ -220,7 +259,7 @@ class Demo:
     def table(self) -> None:
         print("   instances:")
         for i in self.instances():
-            where = f"node 127.0.100.{self.nodes[i['InstanceId']]}" if i["InstanceId"] in self.nodes else "-"
+            where = f"node {self.net}.{self.nodes[i['InstanceId']]}" if i["InstanceId"] in self.nodes else "-"
             print(f"     {i['InstanceId']:<22} {i['LifecycleState']:<18} template v{i['LaunchTemplate']['Version']:<3} {where}")
         print("   loadbalancer.example.com (Route 53):")
         for r in self.records():
@@ -234,7 +273,7 @@ class Demo:
             if iid not in self.nodes:
                 print(f"     {r['ResourceRecords'][0]['Value']}: no node booted for {iid}")
                 continue
-            addr = f"127.0.100.{self.nodes[iid]}"
+            addr = f"{self.net}.{self.nodes[iid]}"
             for kind, host in (("HTTP Host", "www.example.com"), ("HTTP Host", "shop.apps.example.com"),
                                ("TLS SNI ", "webmail.example.com")):
                 answer = self.get(addr, host, tls=kind.startswith("TLS"))
@@ -264,8 +303,13 @@ def main() -> int:
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--work", required=True, type=Path)
     ap.add_argument("--config", default="mylb")
+    ap.add_argument("--host-only", action="store_true", help="only boot and drain the group's nodes, until SIGTERM")
+    ap.add_argument("--group", default="mylb-asg")
+    ap.add_argument("--net", default="127.0.100", help="node N listens on <net>.N")
     args = ap.parse_args()
-    demo = Demo(args.endpoint, args.work, args.config)
+    demo = Demo(args.endpoint, args.work, args.config, args.group, args.net)
+    if args.host_only:
+        return host_only(demo)
     backends = subprocess.Popen(
         [sys.executable, str(ROOT / "tests/demo/backends.py")]
         + [f"{name}={addr}:{port}{':tls' if port == 8443 else ''}"
@@ -287,22 +331,24 @@ def main() -> int:
         demo.table()
         demo.requests()
         demo.launch(dict(extra, desired_capacity=1), "scale in to 1 (two nodes drain, then go)")
-        demo.stop_gone_nodes()
         demo.table()
         demo.requests()
         demo.destroy()
-        demo.stop_gone_nodes()
         print(f"\ndemo: done in {time.monotonic() - started:.1f} s; everything launch made is gone")
     finally:
-        demo.stop.set()
-        for iid in list(demo.nodes):
-            pidfile = args.work / "nodes" / iid / "run/haproxy.pid"
-            if pidfile.exists():
-                subprocess.run(["kill", pidfile.read_text().split()[0]], check=False)
-        # Old workers of reloaded nodes too: every haproxy this demo started.
-        subprocess.run(["pkill", "-f", f"haproxy .*{args.work}/nodes/"], check=False)
+        demo.shutdown()
         backends.terminate()
         backends.wait()
+    return 0
+
+
+def host_only(demo: Demo) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: demo.stop.set())
+    print("host: ready", flush=True)
+    try:
+        demo.host()
+    finally:
+        demo.shutdown()
     return 0
 
 

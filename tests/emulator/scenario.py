@@ -13,6 +13,8 @@
   scenario.py --endpoint URL tamper        (drop one record, add a stale one)
   scenario.py --endpoint URL terminate --instance ID   (scale in that instance)
   scenario.py --endpoint URL iam-role --name NAME      (a role Lambda may assume)
+  scenario.py --endpoint URL bundle --tamper --save FILE  (the deploy bundle in S3 altered; the original to FILE)
+  scenario.py --endpoint URL bundle --put FILE          (FILE back in the deploy bundle's place)
 
 Prints one JSON object. Dummy credentials only.
 """
@@ -24,8 +26,10 @@ import hashlib
 import io
 import json
 import sys
+import tarfile
 import time
 import zipfile
+from pathlib import Path
 
 import boto3
 
@@ -249,6 +253,38 @@ def iam_role(args: argparse.Namespace) -> dict:
     return {"arn": role["Role"]["Arn"]}
 
 
+def bundle(args: argparse.Namespace) -> dict:
+    """The deploy bundle in S3 (the one object named bundle-<sha256>.tar.gz),
+    altered as a compromised or corrupted object would be: still a valid
+    bundle (one member added), so only its hash tells it apart."""
+    s3 = client(args, "s3")
+    found = [(b["Name"], o["Key"]) for b in s3.list_buckets()["Buckets"]
+             for o in s3.list_objects_v2(Bucket=b["Name"]).get("Contents", [])
+             if o["Key"].rsplit("/", 1)[-1].startswith("bundle-") and o["Key"].endswith(".tar.gz")]
+    if len(found) != 1:
+        raise SystemExit(f"expected one deploy bundle in S3, found {found}")
+    bucket, key = found[0]
+    if args.put:
+        body = Path(args.put).read_bytes()
+    elif not args.save:
+        raise SystemExit("bundle --tamper needs --save FILE for the original")
+    else:
+        original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        Path(args.save).write_bytes(original)
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(original), mode="r:gz") as src, \
+                tarfile.open(fileobj=out, mode="w:gz") as dst:
+            for member in src.getmembers():
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+            extra = b"not what the launch packed\n"
+            info = tarfile.TarInfo("TAMPERED")
+            info.size = len(extra)
+            dst.addfile(info, io.BytesIO(extra))
+        body = out.getvalue()
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return {"bucket": bucket, "key": key, "sha256": hashlib.sha256(body).hexdigest()}
+
+
 def scale(args: argparse.Namespace) -> dict:
     client(args, "autoscaling").set_desired_capacity(AutoScalingGroupName=args.group, DesiredCapacity=args.desired)
     return {"desired": args.desired}
@@ -383,6 +419,11 @@ def main() -> int:
     iv.add_argument("--payload", required=True)
     tp = sub.add_parser("tamper")
     tp.add_argument("--group", default="mylb-asg")
+    bd = sub.add_parser("bundle")
+    how = bd.add_mutually_exclusive_group(required=True)
+    how.add_argument("--tamper", action="store_true")
+    how.add_argument("--put")
+    bd.add_argument("--save", help="where --tamper keeps the original")
     ir = sub.add_parser("iam-role")
     ir.add_argument("--name", required=True)
     sub.add_parser("network")
@@ -405,7 +446,7 @@ def main() -> int:
                 "faults": faults, "eips": eips, "invoke": invoke, "tamper": tamper,
                 "terminate": terminate, "iam-role": iam_role, "network": network,
                 "complete": complete, "associate": associate,
-                "disassociate": disassociate}
+                "disassociate": disassociate, "bundle": bundle}
     result = commands[args.cmd](args)
     print(json.dumps(result))
     return 0

@@ -115,8 +115,10 @@ class State:
                                    os.environ.get("CRAFTLB_EMULATOR_REFUSALS"))
 
     def log(self, entry: dict[str, Any]) -> None:
+        # "t": when it was answered (Unix time), for tests that order what
+        # AWS did against what a client saw.
         with self.lock:
-            self.requests.append(entry)
+            self.requests.append({**entry, "t": time.time()})
 
 
 STATE = State()

@@ -11,23 +11,29 @@ use craftlb_testbed::{self as support, Emulator};
 use serde_json::{Value, json};
 
 /// What a launch needs from the emulator: its subnets, zone and an image.
-struct World {
-    emu: Emulator,
+pub(super) struct World {
+    pub(super) emu: Emulator,
     extra: Value,
-    work: tempfile::TempDir,
+    pub(super) work: tempfile::TempDir,
     lib: tempfile::TempDir,
 }
 
 impl World {
+    /// No node boots: the emulator completes each launch of the group as a
+    /// node that serves would.
     fn new() -> World {
-        let emu = Emulator::start();
-        // No node boots in these tests: the emulator completes each launch
-        // of the group as a node that serves would.
+        let w = World::booting();
         support::control_post(
-            &emu,
+            &w.emu,
             "/_craftlb/autoscaling/stand-in",
             &json!({"group": "e2e-asg", "result": "CONTINUE"}),
         );
+        w
+    }
+
+    /// Launches are completed by whoever boots the nodes (boot.rs).
+    pub(super) fn booting() -> World {
+        let emu = Emulator::start();
         let zone = support::scenario(&emu, &["zone", "--name", "example.test"]);
         let net = support::scenario(&emu, &["network"]);
         let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -48,7 +54,7 @@ impl World {
     }
 
     /// The e2e configuration with `edit` applied, as a file of its own.
-    fn config(&self, name: &str, edit: impl FnOnce(&mut String)) -> PathBuf {
+    pub(super) fn config(&self, name: &str, edit: impl FnOnce(&mut String)) -> PathBuf {
         let mut text = std::fs::read_to_string(support::repo_root().join("tests/e2e/e2e.yml"))
             .unwrap_or_else(|e| panic!("{e}"));
         edit(&mut text);
@@ -57,7 +63,13 @@ impl World {
         path
     }
 
-    fn play(&self, playbook: &str, config: &Path, args: &[&str], extra: Value) -> Output {
+    pub(super) fn play(
+        &self,
+        playbook: &str,
+        config: &Path,
+        args: &[&str],
+        extra: Value,
+    ) -> Output {
         let mut all = self.extra.clone();
         if let (Some(a), Some(e)) = (all.as_object_mut(), extra.as_object()) {
             a.extend(e.clone());
@@ -75,7 +87,7 @@ impl World {
             .unwrap_or_else(|e| panic!("ansible-playbook: {e}"))
     }
 
-    fn state(&self) -> Value {
+    pub(super) fn state(&self) -> Value {
         support::scenario(&self.emu, &["state", "--group", "e2e-asg"])
     }
 
@@ -83,7 +95,11 @@ impl World {
     /// publishes a node after the group reports it in service, so a moment
     /// after the play returned. Then asserted exactly.
     fn fleet(&self, n: usize, what: &str) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        self.fleet_within(n, what, 60)
+    }
+
+    pub(super) fn fleet_within(&self, n: usize, what: &str, secs: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         loop {
             let state = self.state();
             let mut up = in_service(&state);
@@ -127,11 +143,11 @@ fn is_read(op: &str) -> bool {
         .any(|p| op.starts_with(p))
 }
 
-fn stdout(out: &Output) -> String {
+pub(super) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn recap_changed(out: &Output) -> usize {
+pub(super) fn recap_changed(out: &Output) -> usize {
     let text = stdout(out);
     text.lines()
         .filter(|l| l.starts_with("localhost"))
@@ -142,7 +158,7 @@ fn recap_changed(out: &Output) -> usize {
         .unwrap_or_else(|| panic!("no PLAY RECAP in:\n{text}"))
 }
 
-fn in_service(state: &Value) -> Vec<String> {
+pub(super) fn in_service(state: &Value) -> Vec<String> {
     state["instances"]
         .as_array()
         .into_iter()
@@ -153,7 +169,7 @@ fn in_service(state: &Value) -> Vec<String> {
 }
 
 /// The record set's identifiers (instance ids) under the launch's name.
-fn registered(state: &Value) -> Vec<String> {
+pub(super) fn registered(state: &Value) -> Vec<String> {
     let mut ids: Vec<String> = state["records"]
         .as_array()
         .into_iter()

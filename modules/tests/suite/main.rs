@@ -5,6 +5,7 @@
 //! Tests of different files share the harness's threads, so each file keeps
 //! to its own loopback addresses and every test takes free ports.
 
+mod boot;
 mod collection;
 mod docs;
 mod emulator;

@@ -191,7 +191,7 @@ fn table_keys(socket: &Path, table: &str) -> Vec<String> {
         .collect()
 }
 
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {
@@ -642,7 +642,7 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
 }
 
 /// curl's exit code and body for a request to `url` with `host`.
-fn try_get(url: &str, host: &str) -> (Option<i32>, String) {
+pub(super) fn try_get(url: &str, host: &str) -> (Option<i32>, String) {
     let out = Command::new("curl")
         .args(["-s", "-m", "5", "-H", &format!("Host: {host}"), url])
         .output()
@@ -673,24 +673,24 @@ fn http_status(url: &str) -> String {
 /// One look of the [`Prober`]: the health endpoint's status and whether a
 /// request on a new connection was served.
 #[derive(Debug, Clone)]
-struct Sample {
-    at: Instant,
-    health: String,
-    served: bool,
+pub(super) struct Sample {
+    pub(super) at: Instant,
+    pub(super) health: String,
+    pub(super) served: bool,
 }
 
 /// A client on its own thread: every 50 ms, the health endpoint and one
 /// request on a new connection, each timestamped. The samples are shared so
 /// the test can wait on what this client saw rather than on a look of its own
 /// (which could see the close before the prober's next sample does).
-struct Prober {
+pub(super) struct Prober {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     samples: std::sync::Arc<std::sync::Mutex<Vec<Sample>>>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Prober {
-    fn start(health: &str, url: &str, host: &str) -> Prober {
+    pub(super) fn start(health: &str, url: &str, host: &str) -> Prober {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (flag, out, health, url, host) = (
@@ -723,14 +723,14 @@ impl Prober {
         }
     }
 
-    fn samples(&self) -> Vec<Sample> {
+    pub(super) fn samples(&self) -> Vec<Sample> {
         self.samples
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    fn stop(self) -> Vec<Sample> {
+    pub(super) fn stop(self) -> Vec<Sample> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread
             .join()
@@ -741,6 +741,41 @@ impl Prober {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+}
+
+/// A drain as the [`Prober`] saw it: when the health check first answered
+/// 503, how late that sample may be, when a new connection was first refused.
+pub(super) struct Drain {
+    pub(super) failed_at: Instant,
+    /// The check failed somewhere between the sample before and this one.
+    pub(super) uncertainty: Duration,
+    pub(super) closed_at: Instant,
+    pub(super) accepting: Duration,
+}
+
+impl Drain {
+    pub(super) fn seen(samples: &[Sample]) -> Drain {
+        let first_503 = samples
+            .iter()
+            .position(|s| s.health == "503")
+            .filter(|&i| i > 0)
+            .unwrap_or_else(|| {
+                panic!("the prober did not see the health check go from 200 to 503: {samples:?}")
+            });
+        let failed_at = samples[first_503].at;
+        let uncertainty = failed_at.duration_since(samples[first_503 - 1].at);
+        let closed_at = samples
+            .iter()
+            .find(|s| s.at > failed_at && !s.served)
+            .map(|s| s.at)
+            .unwrap_or_else(|| panic!("the prober never saw the node close: {samples:?}"));
+        Drain {
+            failed_at,
+            uncertainty,
+            closed_at,
+            accepting: closed_at.duration_since(failed_at),
+        }
     }
 }
 
@@ -904,22 +939,12 @@ fn scale_in_fails_health_then_closes_survives_reloads_and_waits_for_every_proces
         },
     );
     let samples = prober.stop();
-    let first_503 = samples
-        .iter()
-        .position(|s| s.health == "503")
-        .filter(|&i| i > 0)
-        .unwrap_or_else(|| {
-            panic!("the prober did not see the health check go from 200 to 503: {samples:?}")
-        });
-    let failed_at = samples[first_503].at;
-    // The check failed somewhere between the sample before and this one.
-    let uncertainty = failed_at.duration_since(samples[first_503 - 1].at);
-    let closed_at = samples
-        .iter()
-        .find(|s| s.at > failed_at && !s.served)
-        .map(|s| s.at)
-        .unwrap_or_else(|| panic!("the prober never saw the node close: {samples:?}"));
-    let accepting = closed_at.duration_since(failed_at);
+    let Drain {
+        failed_at,
+        uncertainty,
+        closed_at,
+        accepting,
+    } = Drain::seen(&samples);
     let served_meanwhile = samples
         .iter()
         .filter(|s| s.at >= failed_at && s.at < closed_at)
