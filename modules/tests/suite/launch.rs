@@ -203,6 +203,18 @@ fn launch_rerun_check_scale_roll_and_destroy() {
     let before = support::scenario(&w.emu, &["inventory"]);
     let config = w.config("e2e", |_| {});
 
+    // --check from nothing: what it would create, up to the security group
+    // whose id the rest needs; nothing written.
+    w.writes();
+    let out = w.play("launch-lb.yml", &config, &["--check"], json!({}));
+    support::assert_success("launch-lb.yml --check from nothing", &out);
+    assert!(
+        stdout(&out).contains("check mode: security group e2e-lb-sg would be created"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.writes(), Vec::<String>::new(), "check mode wrote");
+
     // From nothing: the group's instance registered by the uploaded Lambda.
     let out = w.play("launch-lb.yml", &config, &[], json!({}));
     support::assert_success("launch-lb.yml from nothing", &out);
@@ -386,6 +398,22 @@ fn bad_configurations_fail_before_any_write_naming_the_key() {
                 {"name": "pg2", "mode": "tcp", "frontend_port": 5432, "port": 5433, "servers": ["10.0.0.3"]},
             ]}),
             "port 5432: mapping pg (frontend_port) and mapping pg2",
+        ),
+        (
+            // Passes the role's own checks; haproxy -c on the rendered
+            // configuration refuses it, quoting the line.
+            "a balance algorithm haproxy does not have",
+            w.config("bad-balance", |_| {}),
+            json!({"lb_mappings": [
+                {"name": "one", "domains": ["a.example.test"], "servers": ["10.0.0.1"], "balance": "fastest"},
+            ]}),
+            "haproxy -c refuses the haproxy configuration rendered from this configuration (nothing was changed in AWS",
+        ),
+        (
+            "a timeout haproxy cannot read",
+            w.config("bad-timeout", |_| {}),
+            json!({"loadbalancer_timeout_client": "5 parsecs"}),
+            "`timeout client 5 parsecs`",
         ),
         (
             // 32 characters (the most server_name takes) + "-craftlb-" +
