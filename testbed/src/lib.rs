@@ -227,9 +227,14 @@ pub fn clear_request_log(url: &str) {
 
 /// Runs tests/emulator/scenario.py against the emulator; returns its JSON.
 pub fn scenario(emulator: &Emulator, args: &[&str]) -> serde_json::Value {
+    scenario_at(&emulator.url, args)
+}
+
+/// [`scenario`] by the emulator's URL (for a test's own threads).
+pub fn scenario_at(url: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(venv_bin("python"))
         .arg(repo_root().join("tests/emulator/scenario.py"))
-        .args(["--endpoint", &emulator.url])
+        .args(["--endpoint", url])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run scenario.py: {e}"));

@@ -4,7 +4,8 @@
 //! address of its own: the bundle fetched from the emulated S3 and checked
 //! against its SHA-256, deploy.yml, haproxy answering its health endpoint,
 //! the node completing its own launch. A bundle altered in S3 is refused and
-//! the launch abandoned; scale-in drains with the default drain time, seen
+//! the launch abandoned, while a client that follows DNS never reaches a
+//! node before it serves; scale-in drains with the default drain time, seen
 //! from outside.
 
 use std::path::PathBuf;
@@ -98,6 +99,43 @@ impl Drop for Host {
             let tail = &log[log.len().saturating_sub(8000)..];
             eprintln!("the host's log (tests/demo/demo.py --host-only):\n{tail}");
         }
+    }
+}
+
+/// A client that follows DNS: every ~0.5 s it reads the record set, as a
+/// resolver with a short TTL would, and sends one request to the node of
+/// each record. A record whose node does not serve (yet) is a failed request.
+struct DnsClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(String, bool)>>,
+}
+
+impl DnsClient {
+    fn start(w: &World, host: &Host) -> DnsClient {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, url, nodes) = (stop.clone(), w.emu.url.clone(), host.work.join("nodes"));
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let state = support::scenario_at(&url, &["state", "--group", "e2e-asg"]);
+                for iid in super::launch::registered(&state) {
+                    let served = std::fs::read_to_string(nodes.join(&iid).join("address"))
+                        .map(|addr| try_get(&format!("http://{addr}:80/"), HOST))
+                        .is_ok_and(|got| got == (Some(0), "www".to_owned()));
+                    seen.push((iid, served));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            seen
+        });
+        DnsClient { stop, thread }
+    }
+
+    fn stop(self) -> Vec<(String, bool)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| panic!("the DNS client's thread panicked"))
     }
 }
 
@@ -229,12 +267,32 @@ fn nodes_boot_from_their_user_data_refuse_a_tampered_bundle_and_drain_by_default
         &w.emu,
         &["bundle", "--tamper", "--save", original_arg.as_ref()],
     );
+    let client = DnsClient::start(&w, &host);
     support::scenario(&w.emu, &["scale", "--group", "e2e-asg", "--desired", "2"]);
     wait_for("a launch abandoned by its node", 180, || {
         (!abandoned(&w).is_empty()).then_some(())
     });
     support::scenario(&w.emu, &["bundle", "--put", original_arg.as_ref()]);
     let state = w.fleet_within(2, "the refused node replaced", 180);
+    // Scale-out as a client sees it: no request ever reached a node
+    // before it served, the new node included once it was published.
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = client.stop();
+    let failed: Vec<&(String, bool)> = seen.iter().filter(|(_, ok)| !ok).collect();
+    assert!(
+        failed.is_empty(),
+        "requests that followed DNS to a node that did not serve: {failed:?}"
+    );
+    for iid in in_service(&state) {
+        assert!(
+            seen.iter().any(|(id, ok)| *id == iid && *ok),
+            "the DNS client never reached {iid}: {seen:?}"
+        );
+    }
+    eprintln!(
+        "scale-out with a refused bundle: {} requests followed DNS, 0 failed",
+        seen.len()
+    );
     let log = support::request_log(&w.emu.url);
     for iid in abandoned(&w) {
         assert_eq!(
