@@ -15,7 +15,9 @@ log() { printf 'setup: %s\n' "$*"; }
 # hyperfine: make bench. curl: the demo and tests talk to the emulator.
 # zip: the Lambda's deployment package. wrk: load for the node tests and make bench-lb.
 # openssl: test certificates for the TLS backends.
-PKGS=(musl-tools haproxy hyperfine curl zip wrk openssl)
+# nftables, conntrack: the UDP mappings' data path (udp_balancer); dnsmasq-base
+# and bind9-dnsutils (dig): real DNS servers and queries through it (tests, demo).
+PKGS=(musl-tools haproxy hyperfine curl zip wrk openssl nftables conntrack dnsmasq-base bind9-dnsutils)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -141,16 +141,18 @@ pub fn workers(show_proc: &str) -> Vec<u32> {
         .collect()
 }
 
-/// A frontend row of `show stat`: name, current sessions, status.
+/// A row of `show stat`: proxy, server (`FRONTEND`, `BACKEND` or a
+/// server's name), current sessions, status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrontendStat {
-    pub name: String,
+pub struct StatRow {
+    pub proxy: String,
+    pub server: String,
     pub sessions: u64,
     pub status: String,
 }
 
-/// The FRONTEND rows of a `show stat` CSV answer.
-pub fn frontends(csv: &str) -> Result<Vec<FrontendStat>, String> {
+/// Every row of a `show stat` CSV answer.
+pub fn stat_rows(csv: &str) -> Result<Vec<StatRow>, String> {
     let mut lines = csv.lines();
     let header = lines
         .next()
@@ -163,19 +165,40 @@ pub fn frontends(csv: &str) -> Result<Vec<FrontendStat>, String> {
             .ok_or_else(|| format!("'show stat' has no column '{name}'"))
     };
     let (px, sv, scur, status) = (col("pxname")?, col("svname")?, col("scur")?, col("status")?);
-    let mut out = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.get(sv) != Some(&"FRONTEND") {
-            continue;
-        }
-        out.push(FrontendStat {
-            name: f.get(px).copied().unwrap_or_default().to_owned(),
-            sessions: f.get(scur).and_then(|s| s.parse().ok()).unwrap_or(0),
-            status: f.get(status).copied().unwrap_or_default().to_owned(),
-        });
-    }
-    Ok(out)
+    Ok(lines
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let text = |i: usize| f.get(i).copied().unwrap_or_default().to_owned();
+            StatRow {
+                proxy: text(px),
+                server: text(sv),
+                sessions: f.get(scur).and_then(|s| s.parse().ok()).unwrap_or(0),
+                status: text(status),
+            }
+        })
+        .collect())
+}
+
+/// A frontend row of `show stat`: name, current sessions, status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendStat {
+    pub name: String,
+    pub sessions: u64,
+    pub status: String,
+}
+
+/// The FRONTEND rows of a `show stat` CSV answer.
+pub fn frontends(csv: &str) -> Result<Vec<FrontendStat>, String> {
+    Ok(stat_rows(csv)?
+        .into_iter()
+        .filter(|r| r.server == "FRONTEND")
+        .map(|r| FrontendStat {
+            name: r.proxy,
+            sessions: r.sessions,
+            status: r.status,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -201,6 +224,16 @@ mod tests {
         );
         assert_eq!(rows[2].status, "PAUSED");
         assert!(frontends("Unknown command\n").is_err());
+        let all = stat_rows(csv).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            (
+                all[1].proxy.as_str(),
+                all[1].server.as_str(),
+                all[1].status.as_str()
+            ),
+            ("acme_http", "s1", "UP")
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod route53_healthcheck;
 pub mod s3_bucket;
 pub mod s3_object;
 pub mod sns_topic;
+pub mod udp_balancer;
 pub mod update_peers;
 
 /// Every module this crate builds.
@@ -47,5 +48,6 @@ pub static MODULES: &[&protocol::Module] = &[
     &s3_bucket::MODULE,
     &s3_object::MODULE,
     &sns_topic::MODULE,
+    &udp_balancer::MODULE,
     &update_peers::MODULE,
 ];

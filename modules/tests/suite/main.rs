@@ -12,3 +12,4 @@ mod emulator;
 mod integration;
 mod launch;
 mod node;
+mod udp;
