@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import ssl
 import subprocess
 import sys
@@ -43,6 +44,10 @@ REGION = "us-east-1"
 # The backends the demo's mappings send to (mylb's own servers are 10.0.x.x
 # addresses that do not exist here).
 BACKENDS = {"webmail": "127.0.101.1", "www": "127.0.101.2", "apps": "127.0.101.3"}
+# Two DNS servers (dnsmasq) for the UDP mapping: UDP and TCP (haproxy's
+# checks) on 10053, each answering which.example.com with its own address.
+DNS_BACKENDS = {"dns-a": "127.0.101.4", "dns-b": "127.0.101.5"}
+DNS_PORT = 10053
 DEMO_MAPPINGS = [
     {"name": "webmail", "domains": ["webmail.example.com"], "servers": [BACKENDS["webmail"]],
      "http_port": 8080, "https_port": 8443},
@@ -50,6 +55,8 @@ DEMO_MAPPINGS = [
      "http_port": 8080, "https_port": 8443},
     {"name": "apps", "domains": ["*.apps.example.com"], "servers": [BACKENDS["apps"]],
      "http_port": 8080, "https_port": 8443},
+    {"name": "dns", "mode": "udp", "frontend_port": 53,
+     "servers": [f"{a}:{DNS_PORT}" for a in DNS_BACKENDS.values()]},
 ]
 
 
@@ -160,6 +167,10 @@ class Demo:
             "loadbalancer_craftlb_dir": f"{node}/opt", "loadbalancer_chroot": f"{node}/chroot",
             "loadbalancer_http_bind": f"{addr}:80", "loadbalancer_https_bind": f"{addr}:443",
             "loadbalancer_tcp_bind_address": addr, "loadbalancer_stats_bind": f"{addr}:9999",
+            # UDP: only this node's address, in a table of its own; this
+            # machine's forwarding is left alone (loopback needs none).
+            "loadbalancer_udp_bind_address": addr, "loadbalancer_udp_table": f"craftlb_udp_{n}",
+            "loadbalancer_sysctl_file": "",
             "loadbalancer_local_peer": iid, "loadbalancer_maxconn": 4000,
             # Peers are the instances' private IPs, which do not exist here.
             "loadbalancer_static_peers": [{"name": iid, "address": addr}], "loadbalancer_group_name": "",
@@ -230,12 +241,21 @@ class Demo:
                       f"{', '.join(drain.get('completed_hooks', []))}")
                 return
 
+    def stop_node(self, iid: str) -> None:
+        """What termination does to an instance: its haproxy, its UDP
+        balancer and its kernel table go."""
+        run = self.work / "nodes" / iid / "run"
+        for pidfile in (run / "haproxy.pid", run / "craftlb-udp.pid"):
+            if pidfile.exists() and pidfile.read_text().split():
+                subprocess.run(["kill", pidfile.read_text().split()[0]], check=False)
+        if iid in self.nodes:
+            subprocess.run(["nft", "delete", "table", "ip", f"craftlb_udp_{self.nodes[iid]}"],
+                           check=False, stderr=subprocess.DEVNULL)
+
     def stop_gone_nodes(self) -> None:
         live = {i["InstanceId"] for i in self.instances()}
         for iid in [i for i in self.nodes if i not in live]:
-            pidfile = self.work / "nodes" / iid / "run/haproxy.pid"
-            if pidfile.exists():
-                subprocess.run(["kill", pidfile.read_text().split()[0]], check=False)
+            self.stop_node(iid)
             self.nodes.pop(iid, None)
 
     def shutdown(self) -> None:
@@ -244,9 +264,7 @@ class Demo:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         for iid in list(self.nodes):
-            pidfile = self.work / "nodes" / iid / "run/haproxy.pid"
-            if pidfile.exists():
-                subprocess.run(["kill", pidfile.read_text().split()[0]], check=False)
+            self.stop_node(iid)
         # Old workers of reloaded nodes too: every haproxy this run started.
         subprocess.run(["pkill", "-f", f"haproxy .*{self.work}/nodes/"], check=False)
 
@@ -278,6 +296,30 @@ class Demo:
                                ("TLS SNI ", "webmail.example.com")):
                 answer = self.get(addr, host, tls=kind.startswith("TLS"))
                 print(f"     {r['ResourceRecords'][0]['Value']:<15} -> {addr:<13} {kind} {host:<22} {answer}")
+            # Each query is a new flow: round robin over the two DNS servers.
+            answers = [self.dns(addr, 53, "which.example.com") for _ in range(2)]
+            print(f"     {r['ResourceRecords'][0]['Value']:<15} -> {addr:<13} UDP 53    which.example.com "
+                  f"     {', '.join(answers)}")
+
+    @staticmethod
+    def dns(addr: str, port: int, name: str) -> str:
+        """One DNS query (A, over UDP): the first address answered, which
+        names the server that answered."""
+        query = struct.pack(">HHHHHH", 0x4352, 0x0100, 1, 0, 0, 0)
+        query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+        query += struct.pack(">HH", 1, 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2)
+            try:
+                sock.sendto(query, (addr, port))
+                data = sock.recv(512)
+            except OSError as e:
+                return f"failed: {e}"
+        # The answer's last four bytes are the A record's address.
+        if len(data) < len(query) + 16 or struct.unpack(">H", data[6:8])[0] == 0:
+            return f"no answer ({len(data)} bytes)"
+        address = ".".join(str(b) for b in data[-4:])
+        return f"{address} ({ {v: k for k, v in DNS_BACKENDS.items()}.get(address, '?') })"
 
     @staticmethod
     def get(addr: str, host: str, tls: bool) -> str:
@@ -315,6 +357,10 @@ def main() -> int:
         + [f"{name}={addr}:{port}{':tls' if port == 8443 else ''}"
            for name, addr in BACKENDS.items() for port in (8080, 8443)],
         stdout=subprocess.PIPE, text=True)
+    dns = [subprocess.Popen(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                             "--user=root", "--pid-file=", f"--port={DNS_PORT}", f"--listen-address={addr}",
+                             f"--address=/which.example.com/{addr}"], stderr=subprocess.DEVNULL)
+           for addr in DNS_BACKENDS.values()]
     try:
         if backends.stdout is None or backends.stdout.readline().strip() != "ready":
             raise SystemExit("demo backends did not start")
@@ -337,8 +383,9 @@ def main() -> int:
         print(f"\ndemo: done in {time.monotonic() - started:.1f} s; everything launch made is gone")
     finally:
         demo.shutdown()
-        backends.terminate()
-        backends.wait()
+        for proc in [backends, *dns]:
+            proc.terminate()
+            proc.wait()
     return 0
 
 
