@@ -400,6 +400,28 @@ fn bad_configurations_fail_before_any_write_naming_the_key() {
             "port 5432: mapping pg (frontend_port) and mapping pg2",
         ),
         (
+            "a udp server given by name",
+            w.config("udp-name", |_| {}),
+            json!({"lb_mappings": [
+                {"name": "one", "domains": ["a.example.test"], "servers": ["10.0.0.1"]},
+                {"name": "dns", "mode": "udp", "frontend_port": 53, "servers": ["dns1.example.test"]},
+            ]}),
+            "mapping dns: mode udp needs frontend_port (1-65535), servers as IPv4",
+        ),
+        (
+            // UDP ports are their own space: a udp mapping on the peer port
+            // is fine, two on one port are not.
+            "two udp mappings on one port",
+            w.config("udp-twice", |_| {}),
+            json!({"lb_mappings": [
+                {"name": "one", "domains": ["a.example.test"], "servers": ["10.0.0.1"]},
+                {"name": "peerish", "mode": "udp", "frontend_port": 7777, "servers": ["10.0.0.4"]},
+                {"name": "dns", "mode": "udp", "frontend_port": 53, "servers": ["10.0.0.2"]},
+                {"name": "dns2", "mode": "udp", "frontend_port": 53, "servers": ["10.0.0.3"]},
+            ]}),
+            "two listeners on one port: port 53: mapping dns (frontend_port, UDP) and mapping dns2 (frontend_port, UDP)",
+        ),
+        (
             // Passes the role's own checks; haproxy -c on the rendered
             // configuration refuses it, quoting the line.
             "a balance algorithm haproxy does not have",
