@@ -149,6 +149,10 @@ pub struct StatRow {
     pub server: String,
     pub sessions: u64,
     pub status: String,
+    /// The last health check's result (`L4OK`, `L4CON`, …); `INI` before the
+    /// first check of this process, when haproxy reports a server UP
+    /// whatever it is.
+    pub check_status: String,
 }
 
 /// Every row of a `show stat` CSV answer.
@@ -165,6 +169,7 @@ pub fn stat_rows(csv: &str) -> Result<Vec<StatRow>, String> {
             .ok_or_else(|| format!("'show stat' has no column '{name}'"))
     };
     let (px, sv, scur, status) = (col("pxname")?, col("svname")?, col("scur")?, col("status")?);
+    let check = cols.iter().position(|c| *c == "check_status");
     Ok(lines
         .filter(|l| !l.is_empty())
         .map(|line| {
@@ -175,6 +180,7 @@ pub fn stat_rows(csv: &str) -> Result<Vec<StatRow>, String> {
                 server: text(sv),
                 sessions: f.get(scur).and_then(|s| s.parse().ok()).unwrap_or(0),
                 status: text(status),
+                check_status: check.map(text).unwrap_or_default(),
             }
         })
         .collect())

@@ -328,29 +328,43 @@ pub fn server_live(status: &str) -> bool {
     status.starts_with("UP") || status == "no check"
 }
 
-/// The live servers per mapping from haproxy's server rows; a mapping whose
-/// backend haproxy does not list (yet) keeps every server.
+/// What is known of each server's health, by `<backend>/<server>`: kept
+/// across a watching run's passes, because a haproxy process that has just
+/// started (every reload) reports every server UP until its first check.
+pub type Known = BTreeMap<String, bool>;
+
+/// The live servers per mapping from haproxy's server rows. A server
+/// haproxy does not list (its reload is still to come) or has not checked
+/// yet in this process (`INI`) keeps what was last known of it, or counts
+/// as live when nothing is; an administrative MAINT or DRAIN always wins.
 pub fn live_servers(
     mappings: &[Mapping],
     rows: &[haproxy::StatRow],
+    known: &mut Known,
 ) -> Vec<(Mapping, Vec<Server>)> {
     mappings
         .iter()
         .map(|m| {
             let backend = format!("{}_udp", m.name);
-            let states: BTreeMap<&str, &str> = rows
-                .iter()
-                .filter(|r| r.proxy == backend)
-                .map(|r| (r.server.as_str(), r.status.as_str()))
-                .collect();
             let live = m
                 .servers
                 .iter()
                 .filter(|s| {
-                    states.is_empty()
-                        || states
-                            .get(s.haproxy_name().as_str())
-                            .is_some_and(|st| server_live(st))
+                    let name = s.haproxy_name();
+                    let key = format!("{backend}/{name}");
+                    let row = rows.iter().find(|r| r.proxy == backend && r.server == name);
+                    match row {
+                        Some(r) if r.status.starts_with("MAINT") || r.status == "DRAIN" => {
+                            known.insert(key, false);
+                            false
+                        }
+                        Some(r) if r.check_status != "INI" => {
+                            let live = server_live(&r.status);
+                            known.insert(key, live);
+                            live
+                        }
+                        _ => known.get(&key).copied().unwrap_or(true),
+                    }
                 })
                 .copied()
                 .collect();
@@ -403,17 +417,23 @@ pub fn render(table: &str, bind: Option<Ipv4Addr>, want: &Desired) -> String {
             .map(|(i, (m, _))| format!("{} : goto svc_{i}", m.frontend_port))
             .collect()
     };
-    // Locally generated packets (the node's own queries) take the output hook.
-    for (chain, hook, priority) in [
-        ("prerouting", "prerouting", "dstnat"),
-        ("output", "output", "-100"),
+    // Locally generated packets (the node's own queries) take the output
+    // hook; never those to loopback (a local resolver's stub on
+    // 127.0.0.53:53) unless the mappings are bound to a loopback address.
+    let local_only = match bind {
+        Some(_) => "",
+        None => " ip daddr != 127.0.0.0/8",
+    };
+    for (chain, hook, priority, extra) in [
+        ("prerouting", "prerouting", "dstnat", ""),
+        ("output", "output", "-100", local_only),
     ] {
         body.push_str(&format!(
             "\tchain {chain} {{\n\t\ttype nat hook {hook} priority {priority}; policy accept;\n"
         ));
         if !dispatch.is_empty() {
             body.push_str(&format!(
-                "\t\t{daddr} udp dport vmap {{ {} }}\n",
+                "\t\t{daddr}{extra} udp dport vmap {{ {} }}\n",
                 dispatch.join(", ")
             ));
         }
@@ -471,19 +491,57 @@ pub fn digest_of(text: &str) -> Option<&str> {
     rest.find('"').map(|end| &rest[..end])
 }
 
-/// The servers a listed table sends new flows to (its `dnat to` rules).
-pub fn dispatched(listing: &str) -> BTreeSet<Server> {
-    listing
-        .lines()
-        .filter_map(|l| l.trim().split("dnat to ").nth(1))
-        .filter_map(|t| {
-            let (a, p) = t.trim().split_once(':')?;
-            Some(Server {
-                addr: a.parse().ok()?,
-                port: p.parse().ok()?,
-            })
+/// Where a table (as rendered, or as `nft list` shows it) sends new flows:
+/// `(frontend port, server)` pairs, read from the prerouting verdict map
+/// (port -> `svc_I`) and the `dnat to` rule of each `ep_I_J` chain.
+pub fn dispatched(listing: &str) -> BTreeSet<(u16, Server)> {
+    let mut chain = "";
+    let mut prerouting = String::new();
+    let mut endpoints = Vec::new();
+    for line in listing.lines() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix("chain ").and_then(|r| r.strip_suffix(" {")) {
+            chain = name;
+            continue;
+        }
+        if chain == "prerouting" {
+            prerouting.push_str(l);
+            prerouting.push(' ');
+        }
+        let svc = chain
+            .strip_prefix("ep_")
+            .and_then(|r| r.split_once('_'))
+            .map(|(i, _)| format!("svc_{i}"));
+        if let (Some(svc), Some(target)) = (svc, l.split("dnat to ").nth(1))
+            && let Some((a, p)) = target.trim().split_once(':')
+            && let (Ok(addr), Ok(port)) = (a.parse(), p.parse())
+        {
+            endpoints.push((svc, Server { addr, port }));
+        }
+    }
+    let ports: BTreeMap<String, u16> = prerouting
+        .split("vmap {")
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|e| {
+            let (port, target) = e.split_once(':')?;
+            Some((
+                target.trim().strip_prefix("goto ")?.to_owned(),
+                port.trim().parse().ok()?,
+            ))
         })
+        .collect();
+    endpoints
+        .into_iter()
+        .filter_map(|(svc, s)| Some((*ports.get(&svc)?, s)))
         .collect()
+}
+
+/// The ports a table dispatches.
+fn ports(pairs: &BTreeSet<(u16, Server)>) -> BTreeSet<u16> {
+    pairs.iter().map(|(p, _)| *p).collect()
 }
 
 fn nft(bin: &str, args: &[&str], stdin: Option<&str>) -> Result<(bool, String), Failure> {
@@ -549,32 +607,99 @@ fn health(t: &Task) -> Option<Vec<haproxy::StatRow>> {
     haproxy::stat_rows(&csv).ok()
 }
 
-/// Flows already on a server that left: deleted, so their next packet is a
-/// new flow and is dispatched again (a client keeping its source port would
-/// otherwise stay on a dead server for as long as it keeps sending).
-fn forget_flows(t: &Task, gone: &BTreeSet<Server>) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for s in gone {
-        let (addr, port) = (s.addr.to_string(), s.port.to_string());
+fn conntrack_delete(t: &Task, args: &[&str], what: &str, warnings: &mut Vec<String>) {
+    let mut all = vec!["-D", "-p", "udp"];
+    all.extend_from_slice(args);
+    match nft(&t.conntrack_bin, &all, None) {
+        // conntrack exits 1 when no flow matched.
+        Ok((false, text)) if !text.contains("0 flow entries") => {
+            warnings.push(format!("{what} not removed from conntrack: {text}"))
+        }
+        Err(e) => warnings.push(format!("{what} not removed from conntrack: {}", e.msg)),
+        Ok(_) => {}
+    }
+}
+
+/// Flows of a mapping on a server that left it: deleted, so their next
+/// packet is a new flow and is dispatched again (a client keeping its
+/// source port would otherwise stay on a dead server for as long as it
+/// keeps sending). Only that mapping's flows: the port they came in on.
+fn forget_flows(t: &Task, gone: &BTreeSet<(u16, Server)>, warnings: &mut Vec<String>) {
+    for (frontend, s) in gone {
+        let (fp, addr, port) = (frontend.to_string(), s.addr.to_string(), s.port.to_string());
         let args = [
-            "-D",
-            "-p",
-            "udp",
+            "--orig-port-dst",
+            &fp,
             "--reply-src",
             &addr,
             "--reply-port-src",
             &port,
         ];
-        match nft(&t.conntrack_bin, &args, None) {
-            // conntrack exits 1 when no flow matched.
-            Ok((false, text)) if !text.contains("0 flow entries") => {
-                warnings.push(format!("flows to {s} not removed: {text}"))
-            }
-            Err(e) => warnings.push(format!("flows to {s} not removed: {}", e.msg)),
-            Ok(_) => {}
-        }
+        conntrack_delete(
+            t,
+            &args,
+            &format!("flows of port {frontend} to {s}"),
+            warnings,
+        );
     }
-    warnings
+}
+
+/// The flows conntrack lists (`conntrack -L` lines): original source,
+/// original destination, reply source.
+pub fn conntrack_flows(listing: &str) -> Vec<(String, String, String)> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let words = || l.split_whitespace();
+            let mut srcs = words().filter_map(|w| w.strip_prefix("src="));
+            let dst = words().find_map(|w| w.strip_prefix("dst="))?;
+            Some((
+                srcs.next()?.to_owned(),
+                dst.to_owned(),
+                srcs.next()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// A packet that met the NAT hooks while its port dispatched nothing (a
+/// mapping with no server up, a closed node, a port not yet in the table)
+/// left a flow conntrack never translates: every later packet of it skips
+/// the NAT chains. When the port dispatches again those flows go, so a
+/// client that keeps its source port is served again (kube-proxy does the
+/// same). Untranslated: the reply comes from the address it was sent to.
+fn forget_untranslated(t: &Task, port: u16, warnings: &mut Vec<String>) {
+    let p = port.to_string();
+    let list = ["-L", "-p", "udp", "--orig-port-dst", &p];
+    let Ok((true, listing)) = nft(&t.conntrack_bin, &list, None) else {
+        return;
+    };
+    let addrs: BTreeSet<String> = conntrack_flows(&listing)
+        .into_iter()
+        .filter(|(_, dst, reply_src)| dst == reply_src)
+        .map(|(_, dst, _)| dst)
+        .collect();
+    for a in addrs {
+        let args = ["--orig-port-dst", &p, "--orig-dst", &a, "--reply-src", &a];
+        conntrack_delete(
+            t,
+            &args,
+            &format!("untranslated flows to {a}:{port}"),
+            warnings,
+        );
+    }
+}
+
+/// UDP flows the kernel balances that conntrack still holds (translated
+/// by DNAT): what a drain waits for after the node closed, besides haproxy's
+/// connections. A flow is held for 30 s after its last packet (120 s once
+/// it has seen traffic both ways for a while): the drain's bound, its
+/// `drain_seconds`, decides. 0 without conntrack (no udp mapping).
+pub fn open_flows(conntrack_bin: &str) -> u64 {
+    match nft(conntrack_bin, &["-L", "-p", "udp", "--dst-nat"], None) {
+        Ok((true, text)) => text.lines().filter(|l| l.starts_with("udp")).count() as u64,
+        _ => 0,
+    }
 }
 
 /// One pass: what the kernel has, what it should have, the write if they
@@ -588,11 +713,11 @@ struct Pass {
     warnings: Vec<String>,
 }
 
-fn pass(t: &Task, check_mode: bool) -> Result<Pass, Failure> {
+fn pass(t: &Task, check_mode: bool, known: &mut Known) -> Result<Pass, Failure> {
     let before = current(t)?;
     let rows = health(t);
     let desired = Desired {
-        live: live_servers(&t.mappings, rows.as_deref().unwrap_or_default()),
+        live: live_servers(&t.mappings, rows.as_deref().unwrap_or_default(), known),
         closed: closed(t)?,
     };
     let after = if t.present {
@@ -620,10 +745,14 @@ fn pass(t: &Task, check_mode: bool) -> Result<Pass, Failure> {
             ))
             .with("ruleset", Value::from(text)));
         }
+        let was = before.as_deref().map(dispatched).unwrap_or_default();
+        let now = dispatched(&after);
+        // Closed: flows on their way keep their server until they end.
         if !desired.closed {
-            let was = before.as_deref().map(dispatched).unwrap_or_default();
-            let now = dispatched(&after);
-            warnings = forget_flows(t, &was.difference(&now).copied().collect());
+            forget_flows(t, &was.difference(&now).copied().collect(), &mut warnings);
+        }
+        for port in ports(&now).difference(&ports(&was)) {
+            forget_untranslated(t, *port, &mut warnings);
         }
     }
     Ok(Pass {
@@ -693,26 +822,41 @@ fn log_line(t: &Task, p: &Pass) -> String {
 
 pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
     let t = task(&ctx.params)?;
-    if !t.present && which(&t.nft_bin).is_none() {
-        // No nftables, so no table to remove.
-        return Ok(Response::unchanged(summary(
-            &t,
-            &Pass {
-                changed: false,
-                before: String::new(),
-                after: String::new(),
-                desired: Desired {
-                    live: vec![],
-                    closed: false,
-                },
-                health_known: false,
-                warnings: vec![],
+    if which(&t.nft_bin).is_none() {
+        let nothing = Pass {
+            changed: false,
+            before: String::new(),
+            after: String::new(),
+            desired: Desired {
+                live: vec![],
+                closed: false,
             },
+            health_known: false,
+            warnings: vec![],
+        };
+        // No nftables, so no table to remove.
+        if !t.present {
+            return Ok(Response::unchanged(summary(&t, &nothing)));
+        }
+        // A check run before the install that would bring it.
+        if ctx.check_mode {
+            let mut r = Response::unchanged(summary(&t, &nothing));
+            r.changed = true;
+            r.warnings.push(format!(
+                "'{}' is not installed yet: the table would be created",
+                t.nft_bin
+            ));
+            return Ok(r);
+        }
+        return Err(Failure::msg(format!(
+            "'{}' is not installed (nftables): the udp mappings need it",
+            t.nft_bin
         )));
     }
-    let first = pass(&t, ctx.check_mode)?;
+    let mut known = Known::new();
+    let first = pass(&t, ctx.check_mode, &mut known)?;
     if t.watch && !ctx.check_mode {
-        watch(&t, &first).await;
+        watch(&t, &first, known).await;
     }
     let diff = first.changed.then(|| {
         (
@@ -729,7 +873,7 @@ pub async fn run(ctx: Ctx) -> Result<Response, Failure> {
 }
 
 /// The service: never returns. Each change goes to stderr (the journal).
-async fn watch(t: &Task, first: &Pass) {
+async fn watch(t: &Task, first: &Pass, mut known: Known) {
     let mut last_error = String::new();
     if first.changed {
         eprintln!("{}", log_line(t, first));
@@ -743,7 +887,7 @@ async fn watch(t: &Task, first: &Pass) {
         if t.stats_socket.is_some() && health(t).is_none() {
             continue;
         }
-        match pass(t, false) {
+        match pass(t, false, &mut known) {
             Ok(p) => {
                 last_error.clear();
                 if p.changed {
@@ -798,6 +942,7 @@ mod tests {
             server: server.into(),
             sessions: 0,
             status: status.into(),
+            check_status: if status == "no check" { "" } else { "L4OK" }.into(),
         }
     }
 
@@ -843,7 +988,7 @@ mod tests {
     fn haproxy_decides_which_servers_take_new_flows() {
         let m = dns();
         let names = |rows: &[StatRow]| {
-            live_servers(std::slice::from_ref(&m), rows)[0]
+            live_servers(std::slice::from_ref(&m), rows, &mut Known::new())[0]
                 .1
                 .iter()
                 .map(Server::to_string)
@@ -866,7 +1011,37 @@ mod tests {
             ]),
             ["10.0.0.1:53"]
         );
-        assert!(names(&[row("dns_udp", "10.0.0.1_53", "MAINT")]).is_empty());
+        // Not listed yet (a server added; haproxy's reload comes later): used.
+        assert_eq!(
+            names(&[row("dns_udp", "10.0.0.1_53", "MAINT")]),
+            ["10.0.0.2:5353"]
+        );
+    }
+
+    #[test]
+    fn a_new_haproxy_process_does_not_bring_a_dead_server_back() {
+        let m = dns();
+        let mut known = Known::new();
+        let live = |rows: &[StatRow], known: &mut Known| {
+            live_servers(std::slice::from_ref(&m), rows, known)[0]
+                .1
+                .len()
+        };
+        let down = [
+            row("dns_udp", "10.0.0.1_53", "DOWN"),
+            row("dns_udp", "10.0.0.2_5353", "UP"),
+        ];
+        assert_eq!(live(&down, &mut known), 1);
+        // After a reload: UP before its first check (INI).
+        let mut fresh = down.clone();
+        fresh[0].status = "UP".into();
+        fresh[0].check_status = "INI".into();
+        assert_eq!(live(&fresh, &mut known), 1);
+        // Nothing known (the one-shot run, a restarted service): used.
+        assert_eq!(live(&fresh, &mut Known::new()), 2);
+        // Its first check passed: back.
+        fresh[0].check_status = "L4OK".into();
+        assert_eq!(live(&fresh, &mut known), 2);
     }
 
     #[test]
@@ -908,12 +1083,15 @@ mod tests {
         assert_eq!(
             dispatched(&text)
                 .into_iter()
-                .map(|s| s.to_string())
+                .map(|(p, s)| format!("{p}>{s}"))
                 .collect::<Vec<_>>(),
-            ["10.0.0.1:53", "10.0.0.2:5353"]
+            ["53>10.0.0.1:53", "53>10.0.0.2:5353", "514>10.0.0.2:5353"]
         );
+        // The node's own queries to loopback (a resolver stub) are left alone.
+        assert!(text.contains("fib daddr type local ip daddr != 127.0.0.0/8 udp dport vmap"));
         let bound = render("craftlb_udp", Some(Ipv4Addr::new(10, 1, 1, 1)), &want);
         assert!(bound.contains("ip daddr 10.1.1.1 udp dport vmap"));
+        assert!(!bound.contains("127.0.0.0/8"));
         // The digest follows the content: same input, same digest.
         assert_eq!(
             digest_of(&text),
@@ -938,6 +1116,38 @@ mod tests {
         assert!(dispatched(&text).is_empty());
         assert!(text.contains("type nat hook prerouting"));
         assert!(text.contains("@backends masquerade"));
+    }
+
+    #[test]
+    fn what_nft_lists_is_read_back_as_what_was_rendered() {
+        // `nft list table` output (nftables 1.0.6), wrapped as nft wraps it.
+        let listing = "table ip craftlb_udp {\n\tcomment \"craftlb udp_balancer 0123456789abcdef\"\n\
+            \tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\
+            \t\tfib daddr type local udp dport vmap { 53 : goto svc_0,\n\t\t\t5353 : goto svc_1 }\n\t}\n\
+            \tchain svc_0 {\n\t\tnumgen inc mod 1 vmap { 0 : goto ep_0_0 } comment \"mapping dns\"\n\t}\n\
+            \tchain ep_0_0 {\n\t\tmeta l4proto udp dnat to 10.99.0.21:53\n\t}\n\
+            \tchain svc_1 {\n\t\tjhash ip saddr mod 1 seed 0x1 vmap { 0 : goto ep_1_0 }\n\t}\n\
+            \tchain ep_1_0 {\n\t\tmeta l4proto udp dnat to 10.99.0.22:53\n\t}\n}\n";
+        assert_eq!(digest_of(listing), Some("0123456789abcdef"));
+        assert_eq!(
+            dispatched(listing)
+                .into_iter()
+                .map(|(p, s)| format!("{p}>{s}"))
+                .collect::<Vec<_>>(),
+            ["53>10.99.0.21:53", "5353>10.99.0.22:53"]
+        );
+    }
+
+    #[test]
+    fn untranslated_flows_are_told_by_their_reply_source() {
+        let listing = "udp      17 29 src=10.99.0.100 dst=10.99.0.10 sport=40003 dport=53 [UNREPLIED] \
+                       src=10.99.0.10 dst=10.99.0.100 sport=53 dport=40003 mark=0 use=1\n\
+                       udp      17 29 src=10.99.0.100 dst=10.99.0.10 sport=46929 dport=53 \
+                       src=10.99.0.21 dst=10.99.0.10 sport=53 dport=46929 mark=0 use=1\n";
+        let flows = conntrack_flows(listing);
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0].1, flows[0].2, "the untranslated one");
+        assert_eq!(flows[1].2, "10.99.0.21");
     }
 
     #[test]

@@ -610,7 +610,8 @@ fn worker_pids(master: &Path) -> Result<Vec<u32>, Failure> {
     Ok(pids)
 }
 
-/// Open client sessions across every worker, old ones included.
+/// Open client sessions across every worker, old ones included, and the
+/// udp mappings' flows.
 fn open_sessions(d: &Drain) -> Result<(u64, usize), Failure> {
     let pids = worker_pids(&d.master_socket)?;
     let mut open = 0;
@@ -629,6 +630,8 @@ fn open_sessions(d: &Drain) -> Result<(u64, usize), Failure> {
             .map(|f| f.sessions)
             .sum::<u64>();
     }
+    // The udp mappings' flows (the kernel's, not haproxy's).
+    open += crate::udp_balancer::open_flows("conntrack");
     Ok((open, pids.len()))
 }
 

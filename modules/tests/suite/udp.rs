@@ -492,9 +492,53 @@ fn udp_mappings_balance_in_the_kernel_follow_health_keep_sources_and_drain() {
     }
     // The other node still takes new flows.
     assert!(query(&client, &nodes[1].ip, 53, None).is_ok());
+    // A client that keeps its source port and was refused while the node
+    // dispatched nothing is served once it does again (its untranslated
+    // conntrack entry goes).
+    let refused_flow = format!("{CLIENT}#40003");
+    assert!(query(&client, &n1.ip, 53, Some(&refused_flow)).is_err());
+    std::fs::write(n1.path("etc/craftlb-drain-closed.acl"), "").unwrap_or_else(|e| panic!("{e}"));
+    wait_for("the reopened node to take a new flow", 10, || {
+        query(&client, &n1.ip, 53, None).is_ok().then_some(())
+    });
+    assert!(
+        query(&client, &n1.ip, 53, Some(&refused_flow)).is_ok(),
+        "a flow refused while the node was closed stays refused after it reopened\n{}",
+        n1.state()
+    );
+
+    // A mapping added: the running balancer restarts with it at once (an
+    // old one would put the old table back), and it serves when the deploy
+    // returns.
+    let mut more = mappings();
+    if let Some(list) = more.as_array_mut() {
+        list.push(
+            json!({"name": "dns-b", "mode": "udp", "frontend_port": 5354, "port": 53,
+                         "servers": [BACKENDS[1]]}),
+        );
+    }
+    let changed = n1.deploy(more.clone());
+    assert!(recap_changed(&changed) > 0);
+    assert_ne!(
+        n1.balancer_pid(),
+        Some(pid.clone()),
+        "the UDP balancer kept its old arguments"
+    );
+    assert_eq!(
+        query(&client, &n1.ip, 5354, None).as_deref(),
+        Ok(ANSWERS[1]),
+        "{}",
+        n1.state()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        query(&client, &n1.ip, 5354, None).as_deref(),
+        Ok(ANSWERS[1]),
+        "{}",
+        n1.state()
+    );
 
     // The mappings go: nothing of them is left.
-    std::fs::write(n1.path("etc/craftlb-drain-closed.acl"), "").unwrap_or_else(|e| panic!("{e}"));
     n1.deploy(
         json!([{"name": "web", "domains": ["web.example.com"], "servers": ["10.99.0.21"],
                       "http_port": 8080, "https_port": null}]),
@@ -502,6 +546,7 @@ fn udp_mappings_balance_in_the_kernel_follow_health_keep_sources_and_drain() {
     assert_eq!(n1.table(), None, "the UDP table is still there");
     assert_eq!(n1.balancer_pid(), None, "the UDP balancer still runs");
     assert!(!n1.path("opt/udp_balancer.json").exists());
+    assert!(!n1.path("opt/bin/udp_balancer").exists());
     assert!(!n1.path("sysctl.conf").exists());
     assert!(query(&client, &n1.ip, 53, None).is_err());
     drop(servers);
