@@ -6,7 +6,8 @@ client, in one run. Figures are printed, never asserted.
 Network namespaces made here: a client, the node, the backend, on one
 bridge. The backend is dnsmasq; the load is dnsperf: throughput with 200
 queries outstanding, and per-query round trips at a fixed rate (p50/p99
-from dnsperf -v).
+from dnsperf -v). Medians of --rounds rounds, the paths alternating within
+each round (a 2-vCPU VM's steal comes and goes).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def dnsperf(ns: str, addr: str, port: int, seconds: int, extra: list[str], queri
 def measure(ns: str, addr: str, port: int, seconds: int, rate: int, queries: Path) -> dict:
     text = dnsperf(ns, addr, port, seconds, ["-c", "4", "-q", "200"], queries)
     qps = next((float(l.split(":")[1]) for l in text.splitlines() if "Queries per second" in l), 0.0)
-    lost = next((l.split(":")[1].strip() for l in text.splitlines() if "Queries lost" in l), "?")
+    lost = next((int(l.split(":")[1].split()[0]) for l in text.splitlines() if "Queries lost" in l), -1)
     text = dnsperf(ns, addr, port, seconds, ["-Q", str(rate), "-v"], queries)
     rtts = sorted(float(l.split()[-1]) for l in text.splitlines() if l.startswith("> NOERROR"))
     if not rtts:
@@ -137,7 +138,8 @@ def measure(ns: str, addr: str, port: int, seconds: int, rate: int, queries: Pat
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
+    ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "5")))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     ap.add_argument("--rate", type=int, default=int(os.environ.get("BENCH_RATE", "2000")),
                     help="queries/s of the round-trip measurement")
     opts = ap.parse_args()
@@ -154,26 +156,31 @@ def main() -> int:
                   "--bind-interfaces", "--user=root", "--pid-file=", "--port=53", "--cache-size=0",
                   f"--listen-address={BACKEND}", "--address=/which.test/10.0.0.21")
         time.sleep(1)
-        print(f"== UDP: dnsperf {opts.seconds} s per figure, {os.cpu_count()} CPUs; "
-              f"throughput with 200 outstanding, round trips at {opts.rate} q/s")
+        print(f"== UDP: dnsperf {opts.seconds} s per figure, medians of {opts.rounds} rounds, "
+              f"{os.cpu_count()} CPUs; throughput with 200 outstanding, round trips at {opts.rate} q/s")
         print(f"   {sh('nft', '--version').stdout.strip()}; "
               f"{sh('nginx', '-v', check=False).stderr.strip()}; {sh('uname', '-r').stdout.strip()}")
-        rows = []
-        direct = measure(client, BACKEND, 53, opts.seconds, opts.rate, queries)
-        for mappings in (1, 100):
-            rows.append(("direct to the backend", mappings, direct))
-            udp_balancer(work, node, mappings)
-            rows.append(("craftlb node (nftables)", mappings,
-                         measure(client, NODE, BASE_PORT + mappings - 1, opts.seconds, opts.rate, queries)))
-            proc = nginx(net, work, node, mappings)
-            rows.append(("nginx stream (udp)", mappings,
-                         measure(client, NODE, NGINX_BASE + mappings - 1, opts.seconds, opts.rate, queries)))
-            proc.terminate()
-            proc.wait()
+        runs: dict[tuple[str, int], list[dict]] = {}
+        for _ in range(opts.rounds):
+            for mappings in (1, 100):
+                runs.setdefault(("direct to the backend", mappings), []).append(
+                    measure(client, BACKEND, 53, opts.seconds, opts.rate, queries))
+                udp_balancer(work, node, mappings)
+                runs.setdefault(("craftlb node (nftables)", mappings), []).append(
+                    measure(client, NODE, BASE_PORT + mappings - 1, opts.seconds, opts.rate, queries))
+                proc = nginx(net, work, node, mappings)
+                runs.setdefault(("nginx stream (udp)", mappings), []).append(
+                    measure(client, NODE, NGINX_BASE + mappings - 1, opts.seconds, opts.rate, queries))
+                proc.terminate()
+                proc.wait()
+        rows = [(name, mappings, {k: statistics.median(r[k] for r in rs) for k in ("qps", "p50_us", "p99_us")}
+                 | {"lost": max(r["lost"] for r in rs)})
+                for (name, mappings), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+        direct = {m: r for n, m, r in rows if n.startswith("direct")}
         print(f"   {'path':<26} {'mappings':>8} {'queries/s':>10} {'vs direct':>9} {'lost':>12} "
               f"{'p50 us':>8} {'p99 us':>8}")
         for name, mappings, r in rows:
-            print(f"   {name:<26} {mappings:>8} {r['qps']:>10.0f} {r['qps'] / direct['qps']:>8.2f}x "
+            print(f"   {name:<26} {mappings:>8} {r['qps']:>10.0f} {r['qps'] / direct[mappings]['qps']:>8.2f}x "
                   f"{r['lost']:>12} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f}")
         node_1 = next(r for n, m, r in rows if n.startswith("craftlb") and m == 1)
         node_100 = next(r for n, m, r in rows if n.startswith("craftlb") and m == 100)
