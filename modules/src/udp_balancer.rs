@@ -544,7 +544,8 @@ fn ports(pairs: &BTreeSet<(u16, Server)>) -> BTreeSet<u16> {
     pairs.iter().map(|(p, _)| *p).collect()
 }
 
-fn nft(bin: &str, args: &[&str], stdin: Option<&str>) -> Result<(bool, String), Failure> {
+/// Runs nft or conntrack: (exit status ok, stdout on success or stderr).
+fn tool(bin: &str, args: &[&str], stdin: Option<&str>) -> Result<(bool, String), Failure> {
     let mut cmd = Command::new(bin);
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -574,7 +575,7 @@ fn nft(bin: &str, args: &[&str], stdin: Option<&str>) -> Result<(bool, String), 
 
 /// The table as the kernel has it; None when there is no such table.
 fn current(t: &Task) -> Result<Option<String>, Failure> {
-    let (ok, text) = nft(&t.nft_bin, &["list", "table", "ip", &t.table], None)?;
+    let (ok, text) = tool(&t.nft_bin, &["list", "table", "ip", &t.table], None)?;
     match ok {
         true => Ok(Some(text)),
         false if text.contains("No such file or directory") => Ok(None),
@@ -610,7 +611,7 @@ fn health(t: &Task) -> Option<Vec<haproxy::StatRow>> {
 fn conntrack_delete(t: &Task, args: &[&str], what: &str, warnings: &mut Vec<String>) {
     let mut all = vec!["-D", "-p", "udp"];
     all.extend_from_slice(args);
-    match nft(&t.conntrack_bin, &all, None) {
+    match tool(&t.conntrack_bin, &all, None) {
         // conntrack exits 1 when no flow matched.
         Ok((false, text)) if !text.contains("0 flow entries") => {
             warnings.push(format!("{what} not removed from conntrack: {text}"))
@@ -671,7 +672,7 @@ pub fn conntrack_flows(listing: &str) -> Vec<(String, String, String)> {
 fn forget_untranslated(t: &Task, port: u16, warnings: &mut Vec<String>) {
     let p = port.to_string();
     let list = ["-L", "-p", "udp", "--orig-port-dst", &p];
-    let Ok((true, listing)) = nft(&t.conntrack_bin, &list, None) else {
+    let Ok((true, listing)) = tool(&t.conntrack_bin, &list, None) else {
         return;
     };
     let addrs: BTreeSet<String> = conntrack_flows(&listing)
@@ -696,7 +697,7 @@ fn forget_untranslated(t: &Task, port: u16, warnings: &mut Vec<String>) {
 /// it has seen traffic both ways for a while): the drain's bound, its
 /// `drain_seconds`, decides. 0 without conntrack (no udp mapping).
 pub fn open_flows(conntrack_bin: &str) -> u64 {
-    match nft(conntrack_bin, &["-L", "-p", "udp", "--dst-nat"], None) {
+    match tool(conntrack_bin, &["-L", "-p", "udp", "--dst-nat"], None) {
         Ok((true, text)) => text.lines().filter(|l| l.starts_with("udp")).count() as u64,
         _ => 0,
     }
@@ -737,7 +738,7 @@ fn pass(t: &Task, check_mode: bool, known: &mut Known) -> Result<Pass, Failure> 
         } else {
             format!("delete table ip {}\n", t.table)
         };
-        let (ok, err) = nft(&t.nft_bin, &["-f", "-"], Some(&text))?;
+        let (ok, err) = tool(&t.nft_bin, &["-f", "-"], Some(&text))?;
         if !ok {
             return Err(Failure::msg(format!(
                 "nft refused the ruleset for table '{}' (nothing changed): {err}",
