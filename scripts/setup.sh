@@ -17,7 +17,9 @@ log() { printf 'setup: %s\n' "$*"; }
 # openssl: test certificates for the TLS backends.
 # nftables, conntrack: the UDP mappings' data path (udp_balancer); dnsmasq-base
 # and bind9-dnsutils (dig): real DNS servers and queries through it (tests, demo).
-PKGS=(musl-tools haproxy hyperfine curl zip wrk openssl nftables conntrack dnsmasq-base bind9-dnsutils)
+# mmdebstrap, systemd-container: the node's OS booted for a test (a Debian
+# trixie root with haproxy 3.0 and systemd, scripts/node-root.sh).
+PKGS=(musl-tools haproxy hyperfine curl zip wrk openssl nftables conntrack dnsmasq-base bind9-dnsutils mmdebstrap systemd-container)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -68,6 +70,25 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.craftlb-stamp 2>/dev/null)" != "$wa
   "$py" -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r "$lock"
   echo "$want" > .venv/.craftlb-stamp
+fi
+# --- The node's Ansible: ansible-core 2.15.3 on Python 3.9 (Amazon Linux 2023)
+node_py=""
+if command -v pyenv >/dev/null 2>&1; then
+  for v in "$(pyenv root)"/versions/3.9.*; do
+    [[ -x "$v/bin/python3" ]] && node_py="$v/bin/python3"
+  done
+fi
+if [[ -z $node_py ]]; then
+  log "WARNING: no Python 3.9 (pyenv): the node-OS test (nodeos::) cannot run"
+else
+  want="$("$node_py" -V 2>&1) $(sha256sum requirements-node.txt | cut -d' ' -f1)"
+  if [[ ! -x .venv-node/bin/python || "$(cat .venv-node/.craftlb-stamp 2>/dev/null)" != "$want" ]]; then
+    log "creating .venv-node with $("$node_py" -V 2>&1) from requirements-node.txt"
+    rm -rf .venv-node
+    "$node_py" -m venv .venv-node
+    .venv-node/bin/pip install -q --disable-pip-version-check -r requirements-node.txt
+    echo "$want" > .venv-node/.craftlb-stamp
+  fi
 fi
 # (sed reads to the end: head would close the pipe under ansible's feet.)
 log "ok: target $target, $(.venv/bin/python -V), $(.venv/bin/ansible --version | sed -n 1p)"

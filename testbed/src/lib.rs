@@ -100,7 +100,13 @@ pub fn library(modules: &[(&str, &str)]) -> tempfile::TempDir {
 
 /// Environment for Ansible and the modules: dummy credentials only.
 pub fn ansible_command(tool: &str, library: &Path) -> Command {
-    let mut cmd = Command::new(venv_bin(tool));
+    ansible_command_of(&venv_bin(tool), library)
+}
+
+/// [`ansible_command`] with another Ansible: `.venv-node`'s ansible-core
+/// 2.15 (the oldest the roles declare) rather than the tests' own.
+pub fn ansible_command_of(program: &Path, library: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(repo_root())
         .env("ANSIBLE_CONFIG", repo_root().join("ansible.cfg"))
         .env("ANSIBLE_LIBRARY", library)

@@ -70,13 +70,30 @@ impl World {
         args: &[&str],
         extra: Value,
     ) -> Output {
+        self.play_with(
+            &support::venv_bin("ansible-playbook"),
+            playbook,
+            config,
+            args,
+            extra,
+        )
+    }
+
+    pub(super) fn play_with(
+        &self,
+        ansible_playbook: &Path,
+        playbook: &str,
+        config: &Path,
+        args: &[&str],
+        extra: Value,
+    ) -> Output {
         let mut all = self.extra.clone();
         if let (Some(a), Some(e)) = (all.as_object_mut(), extra.as_object()) {
             a.extend(e.clone());
         }
         let extra_file = self.work.path().join("extra.json");
         std::fs::write(&extra_file, all.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        support::ansible_command("ansible-playbook", self.lib.path())
+        support::ansible_command_of(ansible_playbook, self.lib.path())
             .arg(format!("playbooks/{playbook}"))
             .arg("-e")
             .arg(format!("server_config={}", config.display()))
@@ -461,4 +478,30 @@ fn bad_configurations_fail_before_any_write_naming_the_key() {
             "{what}: wrote before failing"
         );
     }
+}
+
+/// The controller side on the oldest Ansible the roles declare
+/// (`min_ansible_version`, requirements-node.txt: ansible-core 2.15.3 on
+/// Python 3.9): launch, rerun without a change, destroy.
+#[test]
+fn launch_and_destroy_with_the_oldest_ansible_the_roles_declare() {
+    let ansible = support::repo_root().join(".venv-node/bin/ansible-playbook");
+    assert!(
+        ansible.exists(),
+        "{} is missing: make setup makes it (pyenv's Python 3.9, requirements-node.txt)",
+        ansible.display()
+    );
+    let w = World::new();
+    let before = support::scenario(&w.emu, &["inventory"]);
+    let config = w.config("e2e", |_| {});
+    let out = w.play_with(&ansible, "launch-lb.yml", &config, &[], json!({}));
+    support::assert_success("launch-lb.yml on ansible-core 2.15", &out);
+    w.fleet(1, "launched on ansible-core 2.15");
+    w.writes();
+    let out = w.play_with(&ansible, "launch-lb.yml", &config, &[], json!({}));
+    support::assert_success("launch-lb.yml again on ansible-core 2.15", &out);
+    assert_eq!(w.writes(), Vec::<String>::new(), "the rerun wrote");
+    let out = w.play_with(&ansible, "destroy-lb.yml", &config, &[], json!({}));
+    support::assert_success("destroy-lb.yml on ansible-core 2.15", &out);
+    assert_eq!(support::scenario(&w.emu, &["inventory"]), before);
 }

@@ -12,4 +12,5 @@ mod emulator;
 mod integration;
 mod launch;
 mod node;
+mod nodeos;
 mod udp;

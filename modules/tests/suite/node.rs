@@ -169,6 +169,29 @@ impl Node {
             (now.is_some() && now != before).then_some(())
         });
     }
+    /// How many old workers (earlier reloads' processes still serving
+    /// connections) the master lists.
+    fn old_workers(&self) -> Option<usize> {
+        let text = self.show_proc()?;
+        // haproxy lists the section only while there are old workers.
+        let Some(old) = text.split("# old workers").nth(1) else {
+            return text.contains("# workers").then_some(0);
+        };
+        Some(
+            old.lines()
+                .take_while(|l| !l.starts_with("# programs"))
+                .filter(|l| !l.starts_with('#') && l.split_whitespace().nth(1) == Some("worker"))
+                .count(),
+        )
+    }
+    fn show_proc(&self) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.master_socket()).ok()?;
+        s.write_all(b"show proc;quit\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    }
     fn peers_text(&self) -> String {
         std::fs::read_to_string(self.path("etc/peers.cfg")).unwrap_or_default()
     }
@@ -573,6 +596,22 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
     // wrk prints its summary), however slow the machine: a fixed duration
     // could end before the later reloads and prove nothing about them.
     let url = format!("http://{}:8080/", n.ip);
+    // A client that keeps an idle keep-alive connection open: it must not
+    // hold the old processes beyond the keep-alive timeout.
+    let mut idle = std::net::TcpStream::connect((n.ip.as_str(), 8080))
+        .unwrap_or_else(|e| panic!("connect to the node: {e}"));
+    {
+        use std::io::{Read, Write};
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            .unwrap_or_else(|e| panic!("idle client: {e}"));
+        let mut buf = [0u8; 512];
+        let got = idle.read(&mut buf).unwrap_or(0);
+        assert!(
+            buf[..got].starts_with(b"HTTP/1.1 200"),
+            "idle client's first answer: {:?}",
+            String::from_utf8_lossy(&buf[..got])
+        );
+    }
     let mut wrk = Command::new("wrk")
         .args(["-t2", "-c16", "-d600s", "-H", "Host: app.example.com", &url])
         .stdout(std::process::Stdio::piped())
@@ -596,9 +635,7 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
             ok && res["changed"] == true && res["reloaded"] == true,
             "reload {i}: {res}"
         );
-        // The next reload only once this one's worker runs. (wrk's busy
-        // keep-alive connections stay with the old workers: close-spread-time
-        // infinite never closes a connection under a client.)
+        // The next reload only once this one's worker runs.
         wait_for("the reloaded worker", 10, || {
             let now = n.worker_pid();
             (now.is_some() && now != before).then_some(())
@@ -616,6 +653,28 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
             "no answer after reload {i}: {code:?} {body:?}"
         );
     }
+    // Still under load: the old processes go once their busy connections
+    // have had Connection: close and the idle one its keep-alive timeout
+    // (the role's 10 s), not at hard-stop-after (30 min).
+    let last_reload = Instant::now();
+    while n.old_workers() != Some(0) {
+        if last_reload.elapsed() > Duration::from_secs(20) {
+            let sessions = haproxy_runtime(&n.socket(), "show sess");
+            panic!(
+                "old workers 20 s after the last reload:\n{}\nthe new worker's sessions:\n{sessions}",
+                n.show_proc().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "old workers all gone {:.1} s after the last of 20 reloads, under load",
+        last_reload.elapsed().as_secs_f64()
+    );
+    assert!(
+        matches!(wrk.try_wait(), Ok(None)),
+        "wrk stopped before the old workers were gone"
+    );
     let out = Command::new("kill")
         .args(["-INT", &wrk.id().to_string()])
         .output()
