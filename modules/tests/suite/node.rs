@@ -225,6 +225,44 @@ pub(super) fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T
     }
 }
 
+/// A group of `n` InService instances in a subnet of `cidr` (no hooks):
+/// their (id, private IP).
+pub(super) fn group_instances(
+    emu: &Emulator,
+    cidr: &str,
+    group: &str,
+    n: usize,
+) -> Vec<(String, String)> {
+    scenario(
+        emu,
+        &[
+            "world",
+            "--no-hooks",
+            "--subnet-cidr",
+            cidr,
+            "--group",
+            group,
+        ],
+    );
+    let n_text = n.to_string();
+    scenario(emu, &["scale", "--group", group, "--desired", &n_text]);
+    let got = scenario(emu, &["wait", "--group", group, "--in-service", &n_text]);
+    let inst: Vec<(String, String)> = got["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap_or_default().to_owned(),
+                i["private_ip"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .filter(|(id, ip)| !id.is_empty() && !ip.is_empty())
+        .collect();
+    assert_eq!(inst.len(), n, "{got}");
+    inst
+}
+
 fn app_mapping(servers: &[&str]) -> Value {
     json!([{"name": "app", "domains": ["app.example.com"], "servers": servers,
             "http_port": 8080, "https_port": null}])
@@ -233,33 +271,7 @@ fn app_mapping(servers: &[&str]) -> Value {
 #[test]
 fn two_nodes_replicate_stickiness_and_follow_the_group() {
     let emu = Emulator::start();
-    scenario(
-        &emu,
-        &[
-            "world",
-            "--no-hooks",
-            "--subnet-cidr",
-            "127.77.0.0/24",
-            "--group",
-            "peers-asg",
-        ],
-    );
-    scenario(&emu, &["scale", "--group", "peers-asg", "--desired", "2"]);
-    let got = scenario(&emu, &["wait", "--group", "peers-asg", "--in-service", "2"]);
-    let inst: Vec<(String, String)> = got["instances"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| {
-                    (
-                        i["id"].as_str().unwrap_or_default().to_owned(),
-                        i["private_ip"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(inst.len(), 2, "{got}");
+    let inst = group_instances(&emu, "127.77.0.0/24", "peers-asg", 2);
     let backends_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let _backends = http_backends(
         backends_dir.path(),
@@ -559,6 +571,62 @@ fn secrets_stay_out_of_files_and_diffs_and_backends_see_the_real_client() {
 }
 
 /// wrk's summary: (requests, error lines).
+/// A client's HTTP/1.1 keep-alive connection.
+pub(super) struct KeepAlive(std::net::TcpStream);
+
+impl KeepAlive {
+    /// Connected, one request answered, then idle.
+    pub(super) fn open(ip: &str, port: u16) -> KeepAlive {
+        let s = std::net::TcpStream::connect((ip, port))
+            .unwrap_or_else(|e| panic!("connect to {ip}:{port}: {e}"));
+        let mut k = KeepAlive(s);
+        let head = k.request();
+        assert!(head.starts_with("HTTP/1.1 200"), "first answer: {head:?}");
+        k
+    }
+    /// One request; what arrives within a second (the test backends'
+    /// answers are a few hundred bytes).
+    pub(super) fn request(&mut self) -> String {
+        use std::io::{Read, Write};
+        self.0
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            .unwrap_or_else(|e| panic!("send on a keep-alive connection: {e}"));
+        let _ = self.0.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 4096];
+        let got = self.0.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..got]).into_owned()
+    }
+    /// A request, its answer, then the server's close (EOF within 5 s).
+    pub(super) fn request_then_eof(&mut self) -> String {
+        let answer = self.request();
+        assert!(self.closed_cleanly(), "no close after {answer:?}");
+        answer
+    }
+    /// Still open: nothing to read, no EOF.
+    pub(super) fn is_open(&mut self) -> bool {
+        use std::io::Read;
+        let _ = self.0.set_nonblocking(true);
+        let mut buf = [0u8; 1];
+        let open =
+            matches!(self.0.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        let _ = self.0.set_nonblocking(false);
+        open
+    }
+    /// The server closed it (EOF within 5 s), not reset it.
+    pub(super) fn closed_cleanly(&mut self) -> bool {
+        use std::io::Read;
+        let _ = self.0.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
 fn wrk_summary(out: &Output) -> (u64, Vec<String>) {
     let text = String::from_utf8_lossy(&out.stdout);
     let requests = text
@@ -596,22 +664,6 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
     // wrk prints its summary), however slow the machine: a fixed duration
     // could end before the later reloads and prove nothing about them.
     let url = format!("http://{}:8080/", n.ip);
-    // A client that keeps an idle keep-alive connection open: it must not
-    // hold the old processes beyond the keep-alive timeout.
-    let mut idle = std::net::TcpStream::connect((n.ip.as_str(), 8080))
-        .unwrap_or_else(|e| panic!("connect to the node: {e}"));
-    {
-        use std::io::{Read, Write};
-        idle.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
-            .unwrap_or_else(|e| panic!("idle client: {e}"));
-        let mut buf = [0u8; 512];
-        let got = idle.read(&mut buf).unwrap_or(0);
-        assert!(
-            buf[..got].starts_with(b"HTTP/1.1 200"),
-            "idle client's first answer: {:?}",
-            String::from_utf8_lossy(&buf[..got])
-        );
-    }
     let mut wrk = Command::new("wrk")
         .args(["-t2", "-c16", "-d600s", "-H", "Host: app.example.com", &url])
         .stdout(std::process::Stdio::piped())
@@ -620,7 +672,14 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
     wait_for("wrk's first requests", 10, || {
         (n.frontend_stat("fe_http", "req_tot") > 100).then_some(())
     });
+    // Two clients with idle keep-alive connections to the worker the last
+    // reload retires, opened just before it: one asks again after it, one
+    // stays idle.
+    let mut idle = Vec::new();
     for i in 0..20 {
+        if i == 19 {
+            idle = (0..2).map(|_| KeepAlive::open(&n.ip, 8080)).collect();
+        }
         let before = n.worker_pid();
         let mut peers = vec![json!({"name": "n1", "address": "127.79.0.10"})];
         if i % 2 == 0 {
@@ -654,9 +713,23 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
         );
     }
     // Still under load: the old processes go once their busy connections
-    // have had Connection: close and the idle one its keep-alive timeout
+    // have had Connection: close and the idle ones their keep-alive timeout
     // (the role's 10 s), not at hard-stop-after (30 min).
     let last_reload = Instant::now();
+    // The reload did not cut the idle connections (a client may be sending
+    // on one): a request on one is answered, with Connection: close.
+    std::thread::sleep(Duration::from_secs(1));
+    let (mut asks, mut waits) = (idle.remove(0), idle.remove(0));
+    assert!(
+        waits.is_open(),
+        "the reload closed an idle keep-alive connection"
+    );
+    let answer = asks.request_then_eof();
+    assert!(
+        answer.starts_with("HTTP/1.1 200")
+            && answer.to_ascii_lowercase().contains("connection: close"),
+        "a request on an idle connection after the reload: {answer:?}"
+    );
     while n.old_workers() != Some(0) {
         if last_reload.elapsed() > Duration::from_secs(20) {
             let sessions = haproxy_runtime(&n.socket(), "show sess");
@@ -670,6 +743,10 @@ fn twenty_peer_change_reloads_under_load_fail_no_request() {
     eprintln!(
         "old workers all gone {:.1} s after the last of 20 reloads, under load",
         last_reload.elapsed().as_secs_f64()
+    );
+    assert!(
+        waits.closed_cleanly(),
+        "the idle connection ended with an error, not a close"
     );
     assert!(
         matches!(wrk.try_wait(), Ok(None)),

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use craftlb_testbed as support;
 use serde_json::json;
-use support::{Emulator, assert_success, http_backends, repo_root, scenario};
+use support::{Emulator, assert_success, http_backends, repo_root};
 
-use crate::node::wait_for;
+use crate::node::{KeepAlive, group_instances, wait_for};
 
 /// A booted container: systemd-nspawn's child is the container's PID 1.
 struct Container {
@@ -209,28 +209,7 @@ fn the_node_deploys_and_reboots_under_systemd_with_haproxy_3_and_ansible_2_15() 
         .unwrap_or_else(|| panic!("no prefix above {}", node_python.display()));
 
     let emu = Emulator::start();
-    scenario(
-        &emu,
-        &[
-            "world",
-            "--no-hooks",
-            "--subnet-cidr",
-            "127.82.0.0/24",
-            "--group",
-            "os-asg",
-        ],
-    );
-    scenario(&emu, &["scale", "--group", "os-asg", "--desired", "1"]);
-    let got = scenario(&emu, &["wait", "--group", "os-asg", "--in-service", "1"]);
-    let id = got["instances"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let ip = got["instances"][0]["private_ip"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(!id.is_empty() && !ip.is_empty(), "{got}");
+    let (id, ip) = group_instances(&emu, "127.82.0.0/24", "os-asg", 1).remove(0);
 
     let backends_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let _backends = http_backends(
@@ -427,8 +406,39 @@ fn the_node_deploys_and_reboots_under_systemd_with_haproxy_3_and_ansible_2_15() 
     let health = format!("http://{ip}:8080/craftlb-health");
     assert_eq!(status_and_body(&health, "x").0, "200");
     // A reload through systemd (ExecReload validates first) keeps serving.
+    // haproxy 3.0 after a reload: an idle keep-alive connection is not cut
+    // at the reload, ends at its keep-alive timeout (10 s), and the old
+    // worker leaves with it.
+    let mut idle = KeepAlive::open(&ip, 8080);
     node.ok(&["systemctl", "reload", "craftlb-haproxy.service"]);
+    let reloaded = Instant::now();
     assert_eq!(status_and_body(&url, "app.example.com").0, "200");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        idle.is_open(),
+        "the reload cut an idle keep-alive connection"
+    );
+    let workers = || {
+        node.ok(&[
+            "sh",
+            "-c",
+            "pgrep -c -P \"$(head -n 1 /run/haproxy/haproxy.pid)\" || true",
+        ])
+        .trim()
+        .parse::<u32>()
+        .ok()
+    };
+    wait_for("the old worker to leave after the reload", 20, || {
+        (workers() == Some(1)).then_some(())
+    });
+    eprintln!(
+        "haproxy 3.0: the old worker left {:.1} s after the reload",
+        reloaded.elapsed().as_secs_f64()
+    );
+    assert!(
+        idle.closed_cleanly(),
+        "the idle connection was reset, not closed"
+    );
 
     // The drain's state, as the drain writes it: health fails, requests
     // still served. It must survive the reboot.
