@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench-lb: figures for a load balancer node, printed (never asserted).
 #  1. tests/bench/lb_scale_bench.py: req/s and the proxy's CPU per request
+#     with this machine's haproxy and with haproxy 3.0 (Debian trixie's, in
+#     a root from scripts/node-root.sh; BENCH_HAPROXY_3=0 leaves it out)
 #     through nodes mapping 1, 100 and 10,000 domains and through a bare
 #     haproxy proxy, keep-alive and a new connection per request; the node
 #     with per-request logs and stickiness off; haproxy -c and reload time at
@@ -30,13 +32,25 @@ echo "  $(haproxy -v | head -n 1)"
 echo "  $(wrk -v 2>&1 | head -n 1)"
 echo "  $(nproc) CPUs"
 
-.venv/bin/python tests/bench/lb_scale_bench.py
-# The same proxies' instructions per request (callgrind: unaffected by the
-# VM's CPU steal). valgrind is a bench-only Debian package.
+# valgrind is a bench-only Debian package, here and in the root.
 if ! command -v valgrind >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
-.venv/bin/python tests/bench/lb_scale_bench.py --callgrind "${BENCH_CALLGRIND_REQUESTS:-4000}"
+# haproxy 3.0 beside this machine's (Amazon Linux 2023 ships 2.8 and 3.0):
+# Debian trixie's, in the node tests' root with valgrind added; every proxy
+# of part 1 runs on both, in the same rounds.
+root=
+if [[ ${BENCH_HAPROXY_3:-1} == 1 ]]; then
+  root_tar=$(scripts/node-root.sh valgrind)
+  root=$work/root
+  mkdir -p "$root"
+  tar -C "$root" -xf "$root_tar"
+  echo "  $(chroot "$root" /usr/sbin/haproxy -v | head -n 1) (in $root_tar)"
+fi
+.venv/bin/python tests/bench/lb_scale_bench.py ${root:+--root "$root"}
+# The same proxies' instructions per request (callgrind: unaffected by the
+# VM's CPU steal).
+.venv/bin/python tests/bench/lb_scale_bench.py --callgrind "${BENCH_CALLGRIND_REQUESTS:-4000}" ${root:+--root "$root"}
 
 # The node: instance 1 of a 3-instance group whose private IPs are loopback addresses.
 "${S[@]}" world --no-hooks --group bench-asg --subnet-cidr 127.80.1.0/24 >/dev/null

@@ -12,6 +12,11 @@ install -m 0755 "$out/craftlb-modules" bin/craftlb-modules.new && mv -f bin/craf
 # The same file under its platform name, as the collection and the node
 # bundle pick binaries by CPU (make dist adds the aarch64 one).
 ln -f bin/craftlb-modules "bin/craftlb_modules_linux_$(uname -m)"
+# And where the launch packs the nodes' binary from: the collection's
+# layout, so role autoscaling reads a checkout and an installed collection
+# alike.
+mkdir -p dist/modules
+ln -f bin/craftlb-modules "dist/modules/craftlb_modules_linux_$(uname -m)"
 # The binary says which modules it holds (no second list to drift).
 modules=$(bin/craftlb-modules --list-modules | sort)
 [[ -n $modules ]] || { echo "build: bin/craftlb-modules lists no modules" >&2; exit 1; }

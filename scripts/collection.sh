@@ -13,7 +13,13 @@
 #                            (not in plugins/modules, which ansible-test reads
 #                            as text, nor bin/, which it compiles as Python)
 #   dist/lambda/<arch>/bootstrap      the lifecycle Lambda, per architecture
-#   roles/                   base_system, loadbalancer, update_route53_from_lambda
+#   roles/                   autoscaling, base_system, loadbalancer, update_route53_from_lambda
+#   playbooks/               launch_lb.yml, destroy_lb.yml (craftlb.aws.launch_lb /
+#                            destroy_lb: playbooks/launch-lb.yml and destroy-lb.yml
+#                            under names Ansible can call), deploy.yml (the node's,
+#                            packed into the deploy bundle), tasks/
+#   examples/mylb.yml        the example server configuration (vars/mylb.yml)
+#   docs/                    the repository's documentation pages
 #
 # By default both architectures must be there (x86_64 from `make build`,
 # aarch64 from `make dist`); --host-only packs this machine's alone (what
@@ -102,6 +108,7 @@ mkdir -p "$c/tests/sanity"
       echo "plugins/modules/$f validate-modules:missing-gplv3-license # the collection is Apache-2.0 (LICENSE); the check wants a GPLv3 header"
     done
   done
+  echo "roles/autoscaling/templates/user-data.sh.j2 shebang # EC2 user data (run by cloud-init on boot), with the #!/bin/bash AWS's user data documentation uses"
 } > "$c/tests/sanity/ignore-$core.txt"
 for m in $modules; do
   # The EXAMPLES call modules by FQCN, as a collection's must (the same
@@ -140,9 +147,19 @@ for arch in "${!module_bins[@]}"; do
   mkdir -p "$c/dist/lambda/$(lambda_arch "$arch")"
   install -m 0644 "${bootstraps[$arch]}" "$c/dist/lambda/$(lambda_arch "$arch")/bootstrap"
 done
-for r in base_system loadbalancer update_route53_from_lambda; do
+for r in autoscaling base_system loadbalancer update_route53_from_lambda; do
   cp -r "roles/$r" "$c/roles/$r"
 done
+# The playbooks themselves, not copies kept in git: a collection playbook's
+# name must be a Python identifier, hence launch_lb for launch-lb.
+mkdir -p "$c/playbooks/tasks" "$c/examples"
+cp playbooks/launch-lb.yml "$c/playbooks/launch_lb.yml"
+cp playbooks/destroy-lb.yml "$c/playbooks/destroy_lb.yml"
+cp playbooks/deploy.yml "$c/playbooks/deploy.yml"
+cp playbooks/tasks/*.yml "$c/playbooks/tasks/"
+cp vars/mylb.yml "$c/examples/mylb.yml"
+# The repository's documentation pages; the collection's README links to them.
+cp -r docs "$c/docs"
 cp collection/README.md "$c/README.md"
 cp LICENSE CHANGELOG.md "$c/"
 

@@ -3,7 +3,8 @@
 # a Debian trixie root from Debian's packages, with haproxy 3.0 (what Amazon
 # Linux 2023 ships since AL2023.8.20250908) and systemd 257, booted with
 # systemd-nspawn. Built once per package list and kept outside the clone;
-# prints the tarball's path.
+# prints the tarball's path. Arguments: more packages (make bench-lb adds
+# valgrind, to count haproxy 3.0's instructions in the same root).
 #
 # Like Amazon Linux 2023's haproxy package, the root has no tmpfiles.d entry
 # for /run/haproxy: Debian's (which made a unit without RuntimeDirectory look
@@ -13,7 +14,7 @@ cache=${CRAFTLB_NODE_ROOT_CACHE:-/var/tmp/craftlb-node-root}
 suite=trixie
 mirror=${CRAFTLB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # python3-apt: base_system's package task (apt) on this Debian root.
-pkgs=(systemd systemd-sysv dbus haproxy python3 python3-apt iproute2 curl procps ca-certificates)
+pkgs=(systemd systemd-sysv dbus haproxy python3 python3-apt iproute2 curl procps ca-certificates "$@")
 key=$( { echo "$suite"; printf '%s\n' "${pkgs[@]}"; echo v1; } | sha256sum | cut -c1-12)
 tar="$cache/$suite-$key.tar"
 if [[ -s $tar ]]; then

@@ -33,7 +33,15 @@ requests), per request, and the simulated cache misses. Instruction counts
 do not depend on what else the machine does (this VM has ~25 % CPU steal,
 so req/s runs spread by 10-15 %), which makes a 5 % difference measurable.
 
-  lb_scale_bench.py [--seconds N] [--rounds R] [--connections C] [--sizes 1,100,10000] [--callgrind N]
+With --root DIR, every proxy (bare and nodes) runs a second time with the
+haproxy of DIR, a Debian root (scripts/node-root.sh: trixie's haproxy 3.0,
+what Amazon Linux 2023 ships since AL2023.8.20250908) entered with chroot in
+a mount namespace of its own that sees /proc, /sys, /dev and /tmp (the
+bench's files); the role deploys it through loadbalancer_haproxy_bin. Both
+versions' targets alternate in the same wrk rounds, and under callgrind the
+root's own valgrind counts its instructions.
+
+  lb_scale_bench.py [--seconds N] [--rounds R] [--connections C] [--sizes 1,100,10000] [--callgrind N] [--root DIR]
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import json
 import os
 import re
 import shutil
+import shlex
 import signal
 import socket
 import statistics
@@ -76,16 +85,57 @@ def domains(n: int) -> tuple[list[list[str]], list[str]]:
     return lists, hosts
 
 
-def start_haproxy(work: Path, name: str, proxies: str, cpus: str) -> Path:
+class Haproxy:
+    """One haproxy build: this machine's, or the one in a Debian root."""
+
+    def __init__(self, work: Path, root: Path | None, index: int):
+        self.index = index
+        if root is None:
+            self.prefix: list[str] = []
+            self.binary = shutil.which("haproxy") or "haproxy"
+            self.wrapper = self.binary
+        else:
+            # A command in the root: its own mount namespace (the binds go
+            # when its last process does), the bench's /tmp inside.
+            runner = work / "in-root"
+            runner.write_text(
+                "#!/bin/sh\n"
+                "exec unshare --mount --propagation private -- /bin/sh -c '\n"
+                "  r=$1; shift\n"
+                "  for d in proc sys dev tmp; do mount --rbind \"/$d\" \"$r/$d\" || exit 1; done\n"
+                "  exec chroot \"$r\" \"$@\"' in-root " + shlex.quote(str(root)) + ' "$@"\n')
+            runner.chmod(0o755)
+            self.prefix = [str(runner)]
+            self.binary = "/usr/sbin/haproxy"
+            # One executable for the role (loadbalancer_haproxy_bin).
+            wrapper = work / "haproxy-in-root"
+            wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(str(runner))} {self.binary} "$@"\n')
+            wrapper.chmod(0o755)
+            self.wrapper = str(wrapper)
+        version = subprocess.run(self.argv("-v"), capture_output=True, text=True, check=True).stdout
+        self.version = re.search(r"version ([0-9][0-9.]*)", version).group(1)
+        self.label = f"haproxy {self.version}"
+
+    def argv(self, *args: str) -> list[str]:
+        return [*self.prefix, self.binary, *args]
+
+    def tool(self, name: str) -> list[str]:
+        """valgrind or callgrind_control of the same system as this haproxy."""
+        return [*self.prefix, name]
+
+
+def start_haproxy(work: Path, name: str, proxies: str, cpus: str, haproxy: Haproxy | None = None) -> Path:
     cfg = work / f"{name}.cfg"
     cfg.write_text("global\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 5s\n"
                    "    timeout client 30s\n    timeout server 30s\n" + proxies)
     pid = work / f"{name}.pid"
-    subprocess.run(["taskset", "-c", cpus, "haproxy", "-D", "-p", str(pid), "-f", str(cfg)], check=True)
+    argv = haproxy.argv("-D", "-p", str(pid), "-f", str(cfg)) if haproxy else ["haproxy", "-D", "-p", str(pid), "-f", str(cfg)]
+    subprocess.run(["taskset", "-c", cpus, *argv], check=True)
     return pid
 
 
-def deploy(work: Path, n: int, address: str, peer_port: int, extra: dict) -> tuple[Path, float, list[str]]:
+def deploy(work: Path, n: int, address: str, peer_port: int, extra: dict,
+           haproxy: Haproxy) -> tuple[Path, float, list[str]]:
     extra = dict(extra)
     node = work / f"node-{peer_port - 17800}"
     node.mkdir()
@@ -103,6 +153,7 @@ def deploy(work: Path, n: int, address: str, peer_port: int, extra: dict) -> tup
         "loadbalancer_peer_port": peer_port, "loadbalancer_maxconn": 4000,
         "loadbalancer_local_peer": "bench", "loadbalancer_drain_enabled": False,
         "loadbalancer_static_peers": [{"name": "bench", "address": address}],
+        "loadbalancer_haproxy_bin": haproxy.wrapper,
         "lb_mappings": mappings, **extra,
     }
     (node / "vars.json").write_text(json.dumps(config))
@@ -111,7 +162,12 @@ def deploy(work: Path, n: int, address: str, peer_port: int, extra: dict) -> tup
     out = subprocess.run(["taskset", "-c", PROXY_CPU, str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local",
                           str(ROOT / "playbooks/deploy.yml"), "-e", f"server_config={node}/vars.json",
                           "-e", "ansible_python_interpreter=" + sys.executable],
-                         capture_output=True, text=True, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+                         capture_output=True, text=True,
+                         # Ansible's temporary files (the config validated by haproxy -c) under
+                         # /tmp, which a haproxy in a root (--root) sees too.
+                         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                              "ANSIBLE_LOCAL_TEMP": str(work / ".ansible-local"),
+                              "ANSIBLE_REMOTE_TEMP": str(work / ".ansible-remote")})
     took = time.monotonic() - start
     if out.returncode != 0:
         sys.exit(f"deploy of the {n}-domain node failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
@@ -199,10 +255,10 @@ def reload_time(node: Path, runs: int) -> list[float]:
     return times
 
 
-def check_time(node: Path, runs: int) -> list[float]:
+def check_time(node: Path, runs: int, haproxy: Haproxy) -> list[float]:
     etc = node / "etc"
-    argv = ["haproxy", "-c", "-q", "-L", "bench", "-f", str(etc / "haproxy.cfg"),
-            "-f", str(etc / "stats-users.cfg"), "-f", str(etc / "peers.cfg")]
+    argv = haproxy.argv("-c", "-q", "-L", "bench", "-f", str(etc / "haproxy.cfg"),
+                        "-f", str(etc / "stats-users.cfg"), "-f", str(etc / "peers.cfg"))
     times = []
     for _ in range(runs):
         start = time.monotonic()
@@ -231,13 +287,13 @@ def http_requests(address: str, host: str, count: int, keep_alive: bool) -> None
 
 
 def callgrind_counts(work: Path, name: str, argv: list[str], address: str, hosts: list[str],
-                     count: int) -> dict[tuple[str, str], tuple[int, int, int]]:
+                     count: int, haproxy: Haproxy) -> dict[tuple[str, str], tuple[int, int, int]]:
     """Runs argv (a foreground haproxy) under callgrind; per mode and Host,
     the instructions, D1 misses and LL misses of `count` requests (N/4 with
     a new connection each)."""
     out = work / f"callgrind.{name}"
     # Pinned as in the wrk runs, so haproxy runs one thread here too.
-    proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, "valgrind", "--tool=callgrind", "--cache-sim=yes",
+    proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, *haproxy.tool("valgrind"), "--tool=callgrind", "--cache-sim=yes",
                              f"--callgrind-out-file={out}.%p", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -255,10 +311,10 @@ def callgrind_counts(work: Path, name: str, argv: list[str], address: str, hosts
                                                         ("new connection", max(1, count // 4), False))
                                       for h in hosts):
             http_requests(address, host, 50, keep)  # warm-up: first-use allocations out of the count
-            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+            subprocess.run([*haproxy.tool("callgrind_control"), "-z", str(proc.pid)], check=True, capture_output=True)
             http_requests(address, host, n, keep)
-            subprocess.run(["callgrind_control", "-d", mode.replace(" ", "-"), str(proc.pid)], check=True,
-                           capture_output=True)
+            subprocess.run([*haproxy.tool("callgrind_control"), "-d", mode.replace(" ", "-"), str(proc.pid)],
+                           check=True, capture_output=True)
             dumps = sorted(work.glob(f"callgrind.{name}.{proc.pid}.*"), key=lambda p: p.stat().st_mtime)
             totals = next(line for line in dumps[-1].read_text().splitlines() if line.startswith(("totals:", "summary:")))
             events = next(line for line in dumps[-1].read_text().splitlines() if line.startswith("events:")).split()[1:]
@@ -291,14 +347,19 @@ def foreground_argv(pidfile: Path) -> list[str]:
     return keep + ["-db"]
 
 
-def callgrind_run(work: Path, targets: list[tuple[str, str, list[str], Path]], count: int) -> None:
+Target = tuple[Haproxy, str, str, list[str], Path]  # (haproxy, name, url, hosts, pidfile)
+
+
+def callgrind_run(work: Path, targets: list[Target], count: int) -> None:
     print(f"== instructions per request under callgrind ({count} keep-alive, {max(1, count // 4)} new-connection "
           "requests per proxy, one client, after 50 warm-up requests)")
     rows = []
-    for i, (name, url, hosts, pidfile) in enumerate(targets):
+    for i, (haproxy, name, url, hosts, pidfile) in enumerate(targets):
         address = url.split("//")[1].split(":")[0]
-        if i == 0:
-            argv = ["haproxy", "-db", "-f", str(work / "bare.cfg")]
+        bare = name == "bare haproxy proxy"
+        if bare:
+            # Inside valgrind, which runs in the root itself (haproxy.tool).
+            argv = [haproxy.binary, "-db", "-f", str(work / f"bare-{haproxy.index}.cfg")]
         else:
             # Without chroot and user: callgrind_control talks to valgrind
             # through a FIFO in /tmp, which a chrooted haproxy cannot see.
@@ -312,18 +373,27 @@ def callgrind_run(work: Path, targets: list[tuple[str, str, list[str], Path]], c
         os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
         time.sleep(1)
         # An exact name and a name under a wildcard (the last of each list).
-        kinds = list(dict.fromkeys([hosts[0], hosts[-1]])) if i else [hosts[0]]
-        rows.append((name, kinds, callgrind_counts(work, f"t{i}", argv, address, kinds, count)))
+        kinds = [hosts[0]] if bare else list(dict.fromkeys([hosts[0], hosts[-1]]))
+        rows.append((haproxy, name, kinds, callgrind_counts(work, f"t{i}", argv, address, kinds, count, haproxy)))
     for mode in ("keep-alive", "new connection"):
         print(f"  {mode}:")
-        base = rows[0][2][(mode, rows[0][1][0])][0]
-        one = rows[1][2][(mode, rows[1][1][0])][0]
-        for name, kinds, counts in rows:
-            for host in kinds:
-                ir, d1, ll = counts[(mode, host)]
-                label = name if name == rows[0][0] else f"{name}, Host {host}"
-                rel = "" if name == rows[0][0] else f"  {base / ir:5.3f} x bare, {one / ir:5.3f} x 1 domain"
-                print(f"    {label:58s} {ir:6d} instr/req, D1 misses {d1:4d}, LL misses {ll:3d}{rel}")
+        for haproxy in dict.fromkeys(r[0] for r in rows):
+            mine = [r for r in rows if r[0] is haproxy]
+            base = mine[0][3][(mode, mine[0][2][0])][0]
+            one = mine[1][3][(mode, mine[1][2][0])][0]
+            for _, name, kinds, counts in mine:
+                for host in kinds:
+                    ir, d1, ll = counts[(mode, host)]
+                    label = f"{haproxy.label}, {name}" + ("" if name == mine[0][1] else f", Host {host}")
+                    rel = "" if name == mine[0][1] else f"  {base / ir:5.3f} x bare, {one / ir:5.3f} x 1 domain"
+                    print(f"    {label:72s} {ir:6d} instr/req, D1 misses {d1:4d}, LL misses {ll:3d}{rel}")
+        versions = list(dict.fromkeys(r[0] for r in rows))
+        if len(versions) == 2:
+            a, b = versions
+            print(f"    {b.label} against {a.label} (instructions of {a.label} / {b.label}, same proxy and Host):")
+            for (_, name, kinds, ca), (_, _, _, cb) in zip([r for r in rows if r[0] is a], [r for r in rows if r[0] is b]):
+                for host in kinds:
+                    print(f"      {name + ', Host ' + host:66s} {ca[(mode, host)][0] / cb[(mode, host)][0]:5.3f}")
     print("  (x bare / x 1 domain: the inverse ratio of instructions, i.e. the req/s ratio at equal cost per instruction)")
 
 
@@ -335,35 +405,47 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,100,10000")
     ap.add_argument("--callgrind", type=int, default=0, metavar="N",
                     help="count instructions per request under callgrind (N requests) instead of wrk runs")
+    ap.add_argument("--root", type=Path, metavar="DIR",
+                    help="also every proxy with the haproxy of this Debian root (scripts/node-root.sh)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    work = Path(tempfile.mkdtemp(prefix="craftlb-bench-lb-"))
+    # Under /tmp: the root's runner binds /tmp, so its haproxy sees these files.
+    work = Path(tempfile.mkdtemp(prefix="craftlb-bench-lb-", dir="/tmp"))
     pidfiles: list[Path] = []
     try:
+        haproxies = [Haproxy(work, None, 0)] + ([Haproxy(work, args.root.resolve(), 1)] if args.root else [])
+        print("== " + ", ".join(f"{h.label} ({' '.join(h.argv())})" for h in haproxies))
         pidfiles.append(start_haproxy(work, "backend", f"frontend backend\n    bind {BACKEND}:8080\n"
                                       "    http-request return status 200 content-type text/plain string backend\n",
                                       LOAD_CPUS))
-        pidfiles.append(start_haproxy(work, "bare", f"frontend bare\n    bind {BARE}:8080\n    default_backend b\n"
-                                      f"backend b\n    server s1 {BACKEND}:8080\n", PROXY_CPU))
-        # (name, url, hosts, pidfile)
-        targets: list[tuple[str, str, list[str], Path]] = []
+        targets: list[Target] = []
+        bigs: list[tuple[Haproxy, Path]] = []
         print(f"== deploy (playbooks/deploy.yml, the loadbalancer role, from nothing; pinned to CPU {PROXY_CPU})")
         # The 1-domain node again with features off: what they cost.
-        variants = [(n, f"{n} domains", {}) for n in sizes] + [
+        variants = [(n, f"{n} domain" + ("s" if n != 1 else ""), {}) for n in sizes] + [
             (1, "1 domain, log_requests off", {"loadbalancer_log_requests": False}),
             (1, "1 domain, log off, stick off", {"loadbalancer_log_requests": False, "stick": False}),
         ]
-        for i, (n, label, extra) in enumerate(variants):
-            node, took, hosts = deploy(work, n, f"127.81.1.{i + 1}", 17800 + i, extra)
-            pidfiles.append(node / "run/haproxy.pid")
-            maps = list((node / "etc/maps").glob("*.map"))
-            entries = sum(len(p.read_text().splitlines()) - 1 for p in maps)
-            cfg_lines = len((node / "etc/haproxy.cfg").read_text().splitlines())
-            print(f"  node, {label:30s} {took:5.1f} s; haproxy.cfg {cfg_lines} lines, {len(maps)} maps, {entries} map entries")
-            targets.append((f"node, {label}", f"http://127.81.1.{i + 1}:8080/", hosts, node / "run/haproxy.pid"))
-            if i == 0:
-                targets.insert(0, ("bare haproxy proxy", f"http://{BARE}:8080/", hosts, pidfiles[1]))
+        for h in haproxies:
+            bare = f"127.81.0.{2 + h.index}"
+            pidfiles.append(start_haproxy(work, f"bare-{h.index}", f"frontend bare\n    bind {bare}:8080\n"
+                                          f"    default_backend b\nbackend b\n    server s1 {BACKEND}:8080\n",
+                                          PROXY_CPU, h))
+            for i, (n, label, extra) in enumerate(variants):
+                address = f"127.81.{1 + h.index}.{i + 1}"
+                node, took, hosts = deploy(work, n, address, 17800 + 20 * h.index + i, extra, h)
+                pidfiles.append(node / "run/haproxy.pid")
+                maps = list((node / "etc/maps").glob("*.map"))
+                entries = sum(len(p.read_text().splitlines()) - 1 for p in maps)
+                cfg_lines = len((node / "etc/haproxy.cfg").read_text().splitlines())
+                print(f"  {h.label}, node, {label:30s} {took:5.1f} s; haproxy.cfg {cfg_lines} lines, "
+                      f"{len(maps)} maps, {entries} map entries")
+                if i == 0:
+                    targets.append((h, "bare haproxy proxy", f"http://{bare}:8080/", hosts, pidfiles[-2]))
+                targets.append((h, f"node, {label}", f"http://{address}:8080/", hosts, node / "run/haproxy.pid"))
+                if i == len(sizes) - 1:
+                    bigs.append((h, node))
         time.sleep(2)  # first health checks
         if args.callgrind:
             callgrind_run(work, targets, args.callgrind)
@@ -371,36 +453,43 @@ def main() -> None:
 
         print(f"== {args.connections} connections, {args.seconds} s per run, {args.rounds} rounds, targets alternating; "
               f"{WRKS} wrk -t1 at once (one Host each) and the backend on CPU {LOAD_CPUS}")
-        results: dict[tuple[str, bool], list[tuple[float, float]]] = {}
-        errors: dict[tuple[str, bool], list[str]] = {}
+        results: dict[tuple[int, bool], list[tuple[float, float]]] = {}
+        errors: dict[tuple[int, bool], list[str]] = {}
         for close in (False, True):
             for _ in range(args.rounds):
-                for name, url, hosts, pidfile in targets:
+                for t, (_, name, url, hosts, pidfile) in enumerate(targets):
                     rps, err, us = wrk(url, hosts, close, args.seconds, args.connections, proxy_pids(pidfile))
-                    results.setdefault((name, close), []).append((rps, us))
+                    results.setdefault((t, close), []).append((rps, us))
                     if err:
-                        errors.setdefault((name, close), []).append(err)
+                        errors.setdefault((t, close), []).append(err)
         for close in (False, True):
             print(f"  {'new connection per request' if close else 'keep-alive'}:")
-            bare = statistics.median(r for r, _ in results[(targets[0][0], close)])
-            one = statistics.median(r for r, _ in results[(targets[1][0], close)])
-            for name, *_ in targets:
-                runs = results[(name, close)]
-                med = statistics.median(r for r, _ in runs)
-                us = statistics.median(u for _, u in runs)
-                rel = "" if name == targets[0][0] else f"  {med / bare:5.3f} x bare, {med / one:5.3f} x 1 domain"
-                print(f"    {name:38s} {med:7.0f} req/s, {us:5.1f} us CPU/req "
-                      f"(runs {', '.join(f'{r:.0f}' for r, _ in runs)}){rel}")
-                for e in errors.get((name, close), []):
-                    print(f"      errors: {e}")
+            medians = {t: statistics.median(r for r, _ in results[(t, close)]) for t in range(len(targets))}
+            for h in haproxies:
+                mine = [t for t, target in enumerate(targets) if target[0] is h]
+                bare, one = medians[mine[0]], medians[mine[1]]
+                for t in mine:
+                    name = targets[t][1]
+                    runs = results[(t, close)]
+                    us = statistics.median(u for _, u in runs)
+                    rel = "" if t == mine[0] else f"  {medians[t] / bare:5.3f} x bare, {medians[t] / one:5.3f} x 1 domain"
+                    print(f"    {h.label + ', ' + name:52s} {medians[t]:7.0f} req/s, {us:5.1f} us CPU/req "
+                          f"(runs {', '.join(f'{r:.0f}' for r, _ in runs)}){rel}")
+                    for e in errors.get((t, close), []):
+                        print(f"      errors: {e}")
+            if len(haproxies) == 2:
+                a, b = haproxies
+                print(f"    {b.label} against {a.label} (req/s of {b.label} / {a.label}, same proxy):")
+                for ta, tb in zip([t for t, x in enumerate(targets) if x[0] is a], [t for t, x in enumerate(targets) if x[0] is b]):
+                    print(f"      {targets[ta][1]:46s} {medians[tb] / medians[ta]:5.3f}")
 
-        big = work / f"node-{len(sizes) - 1}"
-        checks = check_time(big, 10)
-        print(f"== haproxy -c at {sizes[-1]} domains: median {statistics.median(checks) * 1000:.0f} ms "
-              f"(min {min(checks) * 1000:.0f}, max {max(checks) * 1000:.0f}, 10 runs)")
-        reloads = reload_time(big, 10)
-        print(f"== reload at {sizes[-1]} domains (SIGUSR2 -> new worker listed by the master): median "
-              f"{statistics.median(reloads) * 1000:.0f} ms (min {min(reloads) * 1000:.0f}, max {max(reloads) * 1000:.0f}, 10 runs)")
+        for h, big in bigs:
+            checks = check_time(big, 10, h)
+            print(f"== {h.label}: haproxy -c at {sizes[-1]} domains: median {statistics.median(checks) * 1000:.0f} ms "
+                  f"(min {min(checks) * 1000:.0f}, max {max(checks) * 1000:.0f}, 10 runs)")
+            reloads = reload_time(big, 10)
+            print(f"== {h.label}: reload at {sizes[-1]} domains (SIGUSR2 -> new worker listed by the master): median "
+                  f"{statistics.median(reloads) * 1000:.0f} ms (min {min(reloads) * 1000:.0f}, max {max(reloads) * 1000:.0f}, 10 runs)")
     finally:
         for pidfile in pidfiles:
             try:

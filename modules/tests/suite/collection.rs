@@ -7,10 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use craftlb_testbed as support;
+use serde_json::json;
 use support::{Emulator, assert_success};
+
+use super::launch::{World, recap_changed, stdout};
 
 struct Installed {
     dir: tempfile::TempDir,
+    /// How long `ansible-galaxy collection install` took.
+    install_time: std::time::Duration,
 }
 
 impl Installed {
@@ -27,6 +32,8 @@ impl Installed {
     fn tool(&self, tool: &str) -> Command {
         let mut cmd = Command::new(support::venv_bin(tool));
         cmd.current_dir(self.play_dir())
+            // As a shell started there exports it (server_config paths are relative to it).
+            .env("PWD", self.play_dir())
             .env_remove("ANSIBLE_CONFIG")
             .env_remove("ANSIBLE_LIBRARY")
             .env_remove("ANSIBLE_ROLES_PATH")
@@ -34,6 +41,9 @@ impl Installed {
             .env("ANSIBLE_COLLECTIONS_SCAN_SYS_PATH", "false")
             .env("ANSIBLE_NOCOLOR", "1")
             .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join(".ansible-tmp"))
+            .env("ANSIBLE_ASYNC_DIR", self.dir.path().join(".ansible-async"))
+            // The role autoscaling's bundle cache (~/.cache/craftlb by default).
+            .env("XDG_CACHE_HOME", self.dir.path().join(".cache"))
             .env(
                 "ANSIBLE_REMOTE_TEMP",
                 self.dir.path().join(".ansible-remote"),
@@ -81,8 +91,12 @@ fn install() -> Installed {
                 String::from_utf8_lossy(&built.stdout)
             )
         });
-    let installed = Installed { dir };
+    let mut installed = Installed {
+        dir,
+        install_time: std::time::Duration::ZERO,
+    };
     std::fs::create_dir_all(installed.play_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
     run(
         "ansible-galaxy collection install",
         installed
@@ -91,6 +105,7 @@ fn install() -> Installed {
             .arg(installed.collections())
             .arg(&tarball),
     );
+    installed.install_time = started.elapsed();
     installed
 }
 
@@ -206,4 +221,110 @@ fn a_host_without_a_matching_binary_fails_with_the_reason() {
             "{arch}: expected {expect:?} in {stdout}"
         );
     }
+}
+
+/// The main job from the installed collection alone: craftlb.aws.launch_lb
+/// and craftlb.aws.destroy_lb run from a directory outside the repository,
+/// with the collection's own Lambda and node binary (the deploy bundle is
+/// packed from the installed collection), on the emulator's lifecycle loop.
+#[test]
+fn installed_collection_launches_scales_and_destroys_a_load_balancer() {
+    let inst = install();
+    let mut w = World::new();
+    // Nothing of the checkout: the collection's bootstrap, the default bundle cache.
+    w.without_extra("update_route53_from_lambda_bootstrap");
+    w.without_extra("autoscaling_bundle_dir");
+    let before = support::scenario(&w.emu, &["inventory"]);
+    // A vars file beside the user, named by a relative path.
+    let config = w.config("e2e", |_| {});
+    std::fs::copy(&config, inst.play_dir().join("mylb.yml")).unwrap_or_else(|e| panic!("{e}"));
+    let config = Path::new("./mylb.yml");
+    let play = |playbook: &str, extra: serde_json::Value| {
+        w.play_by(inst.tool("ansible-playbook"), playbook, config, &[], extra)
+    };
+
+    let launch_started = std::time::Instant::now();
+    let out = play("craftlb.aws.launch_lb", json!({}));
+    assert_success("craftlb.aws.launch_lb from nothing", &out);
+    w.fleet(1, "launched from the collection");
+    let first_record = inst.install_time + launch_started.elapsed();
+    // The bundle is the installed collection's: its node binary, the node's
+    // playbook and roles, no library/ (the node links it at boot).
+    let bundle = inst.dir.path().join(".cache/craftlb/e2e/bundle.tar.gz");
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&bundle)
+        .output()
+        .unwrap_or_else(|e| panic!("tar: {e}"));
+    assert_success(&format!("tar -tzf {}", bundle.display()), &listing);
+    let names = String::from_utf8_lossy(&listing.stdout);
+    for want in [
+        "ansible.cfg",
+        "bin/craftlb-modules",
+        "playbooks/deploy.yml",
+        "roles/loadbalancer/tasks/main.yml",
+        "roles/base_system/tasks/main.yml",
+        "vars/e2e.yml",
+        "deploy-vars.yml",
+    ] {
+        assert!(
+            names.lines().any(|l| l == want),
+            "{want} not in the bundle: {names}"
+        );
+    }
+    assert!(
+        !names
+            .lines()
+            .any(|l| l.starts_with("library/") || l.starts_with("dist/")),
+        "{names}"
+    );
+    let packed = Command::new("tar")
+        .arg("-xzOf")
+        .arg(&bundle)
+        .arg("bin/craftlb-modules")
+        .output()
+        .unwrap_or_else(|e| panic!("tar: {e}"));
+    let shipped = std::fs::read(
+        inst.collections()
+            .join("ansible_collections/craftlb/aws/dist/modules")
+            .join(format!("craftlb_modules_linux_{}", std::env::consts::ARCH)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        packed.stdout == shipped,
+        "the bundle's binary is not the collection's"
+    );
+
+    w.writes();
+    let out = play("craftlb.aws.launch_lb", json!({}));
+    assert_success("craftlb.aws.launch_lb again", &out);
+    assert_eq!(recap_changed(&out), 0, "{}", stdout(&out));
+    assert_eq!(w.writes(), Vec::<String>::new(), "a no-change run wrote");
+
+    let out = play("craftlb.aws.launch_lb", json!({"desired_capacity": 2}));
+    assert_success("craftlb.aws.launch_lb, scale to 2", &out);
+    w.fleet(2, "scaled out from the collection");
+    let out = play("craftlb.aws.launch_lb", json!({"desired_capacity": 1}));
+    assert_success("craftlb.aws.launch_lb, scale to 1", &out);
+    w.fleet(1, "scaled in from the collection");
+
+    for run in 1..=2 {
+        let out = play("craftlb.aws.destroy_lb", json!({}));
+        assert_success(&format!("craftlb.aws.destroy_lb #{run}"), &out);
+        if run == 2 {
+            assert_eq!(recap_changed(&out), 0, "{}", stdout(&out));
+        }
+    }
+    assert_eq!(support::scenario(&w.emu, &["inventory"]), before);
+    assert!(
+        !bundle.exists(),
+        "destroy_lb left the local bundle {}",
+        bundle.display()
+    );
+    // A figure for the notes, not a limit.
+    eprintln!(
+        "collection: ansible-galaxy collection install {:.1} s; install to the first record published {:.1} s",
+        inst.install_time.as_secs_f64(),
+        first_record.as_secs_f64()
+    );
 }

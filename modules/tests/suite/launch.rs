@@ -21,7 +21,7 @@ pub(super) struct World {
 impl World {
     /// No node boots: the emulator completes each launch of the group as a
     /// node that serves would.
-    fn new() -> World {
+    pub(super) fn new() -> World {
         let w = World::booting();
         support::control_post(
             &w.emu,
@@ -50,6 +50,14 @@ impl World {
             extra,
             work,
             lib: support::every_module(),
+        }
+    }
+
+    /// Leaves an extra variable of the tests out: the role's default then
+    /// applies (an installed collection's own Lambda, the bundle's cache).
+    pub(super) fn without_extra(&mut self, key: &str) {
+        if let Some(o) = self.extra.as_object_mut() {
+            o.remove(key);
         }
     }
 
@@ -87,14 +95,33 @@ impl World {
         args: &[&str],
         extra: Value,
     ) -> Output {
+        self.play_by(
+            support::ansible_command_of(ansible_playbook, self.lib.path()),
+            &format!("playbooks/{playbook}"),
+            config,
+            args,
+            extra,
+        )
+    }
+
+    /// `playbook` (a path or a collection playbook's name) run by `cmd`, an
+    /// ansible-playbook command with its environment set, with the world's
+    /// extra variables and `extra` over them.
+    pub(super) fn play_by(
+        &self,
+        mut cmd: std::process::Command,
+        playbook: &str,
+        config: &Path,
+        args: &[&str],
+        extra: Value,
+    ) -> Output {
         let mut all = self.extra.clone();
         if let (Some(a), Some(e)) = (all.as_object_mut(), extra.as_object()) {
             a.extend(e.clone());
         }
         let extra_file = self.work.path().join("extra.json");
         std::fs::write(&extra_file, all.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        support::ansible_command_of(ansible_playbook, self.lib.path())
-            .arg(format!("playbooks/{playbook}"))
+        cmd.arg(playbook)
             .arg("-e")
             .arg(format!("server_config={}", config.display()))
             .arg("-e")
@@ -111,7 +138,7 @@ impl World {
     /// The state once Route 53 has caught up with the group: the Lambda
     /// publishes a node after the group reports it in service, so a moment
     /// after the play returned. Then asserted exactly.
-    fn fleet(&self, n: usize, what: &str) -> Value {
+    pub(super) fn fleet(&self, n: usize, what: &str) -> Value {
         self.fleet_within(n, what, 60)
     }
 
@@ -138,7 +165,7 @@ impl World {
     }
 
     /// AWS calls since the last look that change something.
-    fn writes(&self) -> Vec<String> {
+    pub(super) fn writes(&self) -> Vec<String> {
         let log = support::request_log(&self.emu.url);
         support::clear_request_log(&self.emu.url);
         log.iter()
