@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help setup build lint sanity test unit integration molecule demo bench bench-lambda bench-lb bench-scalein bench-collection bench-udp dist collection emulator lock clean
+.PHONY: help setup build lint sanity test unit integration molecule demo bench bench-lambda bench-lb bench-scalein bench-collection bench-udp bench-build dist collection emulator lock clean
 
 help:
 	@echo "make demo        launch-lb.yml on the embedded emulator: nodes serve HTTP/TLS, scale out and in, teardown"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-collection  the collection's size; a task by FQCN vs from library/"
 	@echo "make bench-scalein  scale-in 3 -> 1 under load, DNS-caching clients: failed requests, drain times"
 	@echo "make bench-udp   UDP through a node (nftables) vs direct vs nginx stream, 1 and 100 mappings"
+	@echo "make bench-build the release profile's levers (LTO, codegen units), each on a cold target: time, memory, sizes"
 	@echo "make collection  dist/craftlb-aws-<version>.tar.gz for x86_64 and arm64 (runs make dist)"
 	@echo "make dist        arm64 modules and Lambda, tested under qemu (slow: ~15 min clean)"
 	@echo "make sanity      ansible-test sanity on the installed collection"
@@ -73,6 +74,9 @@ bench-collection: build
 
 bench-udp: build
 	@scripts/bench-udp.sh
+
+bench-build: setup
+	@scripts/bench-build.sh
 
 dist: build
 	@scripts/dist.sh

@@ -13,10 +13,12 @@ install -m 0755 "$out/craftlb-modules" bin/craftlb-modules.new && mv -f bin/craf
 # bundle pick binaries by CPU (make dist adds the aarch64 one).
 ln -f bin/craftlb-modules "bin/craftlb_modules_linux_$(uname -m)"
 # And where the launch packs the nodes' binary from: the collection's
-# layout, so role autoscaling reads a checkout and an installed collection
-# alike.
+# layout and mode (0644, as collections ship binaries), so role autoscaling
+# packs the same bundle, byte for byte, from a checkout and from the
+# installed collection (no roll when a teammate launches from the other).
 mkdir -p dist/modules
-ln -f bin/craftlb-modules "dist/modules/craftlb_modules_linux_$(uname -m)"
+install -m 0644 bin/craftlb-modules "dist/modules/craftlb_modules_linux_$(uname -m).new"
+mv -f "dist/modules/craftlb_modules_linux_$(uname -m).new" "dist/modules/craftlb_modules_linux_$(uname -m)"
 # The binary says which modules it holds (no second list to drift).
 modules=$(bin/craftlb-modules --list-modules | sort)
 [[ -n $modules ]] || { echo "build: bin/craftlb-modules lists no modules" >&2; exit 1; }

@@ -160,8 +160,9 @@ cp playbooks/tasks/*.yml "$c/playbooks/tasks/"
 cp vars/mylb.yml "$c/examples/mylb.yml"
 # The repository's documentation pages; the collection's README links to them.
 cp -r docs "$c/docs"
-cp collection/README.md "$c/README.md"
-cp LICENSE CHANGELOG.md "$c/"
+# Its links are written for the repository (collection/README.md -> ../docs/).
+sed 's|](\.\./docs/|](docs/|g' collection/README.md > "$c/README.md"
+cp LICENSE CHANGELOG.md CONTRIBUTING.md "$c/"
 
 mkdir -p "$output"
 galaxy=$PWD/.venv/bin/ansible-galaxy

@@ -29,9 +29,10 @@ out="${CARGO_TARGET_DIR:-target}/$target/release"
 bin="$out/bootstrap"
 install -m 0755 "$out/craftlb-modules" bin/craftlb_modules_linux_aarch64.new
 mv -f bin/craftlb_modules_linux_aarch64.new bin/craftlb_modules_linux_aarch64
-# Where the launch packs the nodes' binary from (the collection's layout).
+# Where the launch packs the nodes' binary from (the collection's layout
+# and mode: see build.sh).
 mkdir -p dist/modules
-ln -f bin/craftlb_modules_linux_aarch64 dist/modules/craftlb_modules_linux_aarch64
+install -m 0644 bin/craftlb_modules_linux_aarch64 dist/modules/craftlb_modules_linux_aarch64
 mkdir -p dist/lambda/arm64
 install -m 0755 "$bin" dist/lambda/arm64/bootstrap
 stage=$(mktemp -d)

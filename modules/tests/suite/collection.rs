@@ -14,6 +14,8 @@ use super::launch::{World, recap_changed, stdout};
 
 struct Installed {
     dir: tempfile::TempDir,
+    /// The bin/ of the Python venv whose Ansible runs the collection.
+    venv_bin: PathBuf,
     /// How long `ansible-galaxy collection install` took.
     install_time: std::time::Duration,
 }
@@ -30,10 +32,16 @@ impl Installed {
     /// An Ansible tool run from the play directory: no ansible.cfg, no
     /// library/, roles or collections of the repository.
     fn tool(&self, tool: &str) -> Command {
-        let mut cmd = Command::new(support::venv_bin(tool));
+        let program = self.venv_bin.join(tool);
+        assert!(
+            program.exists(),
+            "{} is missing: make setup makes the venvs",
+            program.display()
+        );
+        let mut cmd = Command::new(program);
+        // PWD stays the test runner's: a relative server_config must resolve
+        // against the process's working directory, not a stale variable.
         cmd.current_dir(self.play_dir())
-            // As a shell started there exports it (server_config paths are relative to it).
-            .env("PWD", self.play_dir())
             .env_remove("ANSIBLE_CONFIG")
             .env_remove("ANSIBLE_LIBRARY")
             .env_remove("ANSIBLE_ROLES_PATH")
@@ -66,6 +74,16 @@ fn run(what: &str, cmd: &mut Command) -> Output {
 
 /// Builds the host-only collection from this test build and installs it.
 fn install() -> Installed {
+    install_with(
+        &support::repo_root().join(".venv/bin"),
+        &support::workspace_bin("craftlb-modules"),
+        &support::workspace_bin("bootstrap"),
+    )
+}
+
+/// [`install`] with the Ansible of another venv (its bin/) and the given
+/// module binary and Lambda.
+fn install_with(venv_bin: &Path, modules_bin: &Path, bootstrap: &Path) -> Installed {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let out_dir = dir.path().join("dist");
     let built = run(
@@ -73,9 +91,9 @@ fn install() -> Installed {
         Command::new(support::repo_root().join("scripts/collection.sh"))
             .arg("--host-only")
             .arg("--modules-bin")
-            .arg(support::workspace_bin("craftlb-modules"))
+            .arg(modules_bin)
             .arg("--bootstrap")
-            .arg(support::workspace_bin("bootstrap"))
+            .arg(bootstrap)
             .arg("--output")
             .arg(&out_dir),
     );
@@ -93,6 +111,7 @@ fn install() -> Installed {
         });
     let mut installed = Installed {
         dir,
+        venv_bin: venv_bin.to_owned(),
         install_time: std::time::Duration::ZERO,
     };
     std::fs::create_dir_all(installed.play_dir()).unwrap_or_else(|e| panic!("{e}"));
@@ -227,9 +246,19 @@ fn a_host_without_a_matching_binary_fails_with_the_reason() {
 /// and craftlb.aws.destroy_lb run from a directory outside the repository,
 /// with the collection's own Lambda and node binary (the deploy bundle is
 /// packed from the installed collection), on the emulator's lifecycle loop.
+/// The controller's Ansible is ansible-core alone, the oldest the
+/// collection declares (.venv-node: no boto3, nothing else of the tests).
 #[test]
 fn installed_collection_launches_scales_and_destroys_a_load_balancer() {
-    let inst = install();
+    // make build's binaries, which a checkout's launch packs too (a test
+    // build's craftlb-modules is another build of the same sources:
+    // dev-dependencies unify other features).
+    let repo = support::repo_root();
+    let inst = install_with(
+        &repo.join(".venv-node/bin"),
+        &repo.join("bin/craftlb-modules"),
+        &repo.join("dist/lambda/x86_64/bootstrap"),
+    );
     let mut w = World::new();
     // Nothing of the checkout: the collection's bootstrap, the default bundle cache.
     w.without_extra("update_route53_from_lambda_bootstrap");
@@ -300,6 +329,22 @@ fn installed_collection_launches_scales_and_destroys_a_load_balancer() {
     assert_success("craftlb.aws.launch_lb again", &out);
     assert_eq!(recap_changed(&out), 0, "{}", stdout(&out));
     assert_eq!(w.writes(), Vec::<String>::new(), "a no-change run wrote");
+
+    // The checkout's launch-lb.yml on the same configuration, with the same
+    // ansible-core, is the same code and packs the same bundle: it changes
+    // nothing (a teammate launching from a checkout does not roll the
+    // fleet). The same ansible-core: the stats password's crypt hash
+    // differs between ansible-core versions (docs/launch.md, Secrets).
+    let out = w.play_with(
+        &support::repo_root().join(".venv-node/bin/ansible-playbook"),
+        "launch-lb.yml",
+        &inst.play_dir().join("mylb.yml"),
+        &[],
+        json!({"autoscaling_bundle_dir": bundle.parent().unwrap_or(&bundle)}),
+    );
+    assert_success("launch-lb.yml from the checkout after the collection", &out);
+    assert_eq!(recap_changed(&out), 0, "{}", stdout(&out));
+    assert_eq!(w.writes(), Vec::<String>::new(), "the checkout's run wrote");
 
     let out = play("craftlb.aws.launch_lb", json!({"desired_capacity": 2}));
     assert_success("craftlb.aws.launch_lb, scale to 2", &out);
