@@ -124,13 +124,12 @@ class Haproxy:
         return [*self.prefix, name]
 
 
-def start_haproxy(work: Path, name: str, proxies: str, cpus: str, haproxy: Haproxy | None = None) -> Path:
+def start_haproxy(work: Path, name: str, proxies: str, cpus: str, haproxy: Haproxy) -> Path:
     cfg = work / f"{name}.cfg"
     cfg.write_text("global\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 5s\n"
                    "    timeout client 30s\n    timeout server 30s\n" + proxies)
     pid = work / f"{name}.pid"
-    argv = haproxy.argv("-D", "-p", str(pid), "-f", str(cfg)) if haproxy else ["haproxy", "-D", "-p", str(pid), "-f", str(cfg)]
-    subprocess.run(["taskset", "-c", cpus, *argv], check=True)
+    subprocess.run(["taskset", "-c", cpus, *haproxy.argv("-D", "-p", str(pid), "-f", str(cfg))], check=True)
     return pid
 
 
@@ -418,7 +417,7 @@ def main() -> None:
         print("== " + ", ".join(f"{h.label} ({' '.join(h.argv())})" for h in haproxies))
         pidfiles.append(start_haproxy(work, "backend", f"frontend backend\n    bind {BACKEND}:8080\n"
                                       "    http-request return status 200 content-type text/plain string backend\n",
-                                      LOAD_CPUS))
+                                      LOAD_CPUS, haproxies[0]))
         targets: list[Target] = []
         bigs: list[tuple[Haproxy, Path]] = []
         print(f"== deploy (playbooks/deploy.yml, the loadbalancer role, from nothing; pinned to CPU {PROXY_CPU})")
